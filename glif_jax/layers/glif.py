@@ -1,0 +1,133 @@
+"""The GLIF layer as a Flax module: owns the neuron's logits, initialises them (SPEC §1)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from glif_jax.neuron import GATE_NAMES, NeuronConfig, constrained, glif, is_neuron_params
+
+# Primitive values after the sigmoid (SPEC §1, "Initialisation"); "imagenet" cond depends on T.
+PRESETS: dict[str, dict[str, float]] = {
+    "cifar": {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625},
+    "imagenet": {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625},
+    "dvs": {"v_th": 0.99999, "v_re": 0.99999, "cond": 0.9, "tau": 0.5, "lam": 0.03125},
+}
+PRIMITIVE_INIT_NAMES = ("tau", "lam", "v_th", "v_re", "cond")
+
+
+def initial_values(init: str | Mapping[str, float], time_steps: int) -> dict[str, float]:
+    """Primitive values (in (0, 1)) for a preset name or an explicit mapping of all five."""
+    if isinstance(init, str):
+        if init not in PRESETS:
+            raise ValueError(f"init: unknown preset {init!r}; expected one of {sorted(PRESETS)} or a mapping")
+        values = dict(PRESETS[init])
+        if init == "imagenet" and time_steps == 6:
+            values["cond"] = 0.9
+        return values
+    missing = [name for name in PRIMITIVE_INIT_NAMES if name not in init]
+    unknown = [name for name in init if name not in PRIMITIVE_INIT_NAMES]
+    if missing or unknown:
+        raise ValueError(f"init: expected values for {PRIMITIVE_INIT_NAMES}; missing {missing}, unknown {unknown}")
+    for name, value in init.items():
+        if not 0 < value < 1:
+            raise ValueError(f"init[{name!r}]: values live in (0, 1) (they are sigmoids), got {value}")
+    return {name: float(init[name]) for name in PRIMITIVE_INIT_NAMES}
+
+
+def logit(value: float) -> float:
+    """Inverse of the sigmoid: the stored parameter for a value in (0, 1)."""
+    return math.log(value / (1 - value))
+
+
+def _constant_logit(value: float):
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        return jnp.full(shape, logit(value), dtype)
+
+    return init
+
+
+def _uniform_logit(radius: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -radius, radius)
+
+    return init
+
+
+class GLIF(nn.Module):
+    """GLIF neurons over time: ``[T, ..., C]`` synaptic input -> ``[T, ..., C]`` spikes.
+
+    Attributes:
+      neuron: kind, gate mode, surrogate, ... (:class:`glif_jax.neuron.NeuronConfig`).
+      channel_wise: one value per channel (the paper's default) or one per layer.
+      init_values: primitive initial values, a preset (``"cifar"``, ``"imagenet"``, ``"dvs"``) or a
+        mapping of ``tau, lam, v_th, v_re, cond``.
+      gate_init_range: gate logits start ~ U[-range, range).
+
+    Parameters are logits named ``alpha, beta, gamma`` (gates) and ``tau, lam, v_th, v_re,
+    cond`` (primitives); ``cond`` is ``[T, C]`` (``[T]`` layer-wise). When the
+    ``"spike_stats"`` collection is mutable, the layer stores ``rates``: the mean spike per
+    time step and channel, ``[T, C]``.
+    """
+
+    neuron: NeuronConfig = NeuronConfig()
+    channel_wise: bool = True
+    init_values: Any = "cifar"
+    gate_init_range: float = 0.2
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        if inputs.ndim < 2:
+            raise ValueError(f"{self.name or 'GLIF'}: expected inputs [T, ..., C], got shape {inputs.shape}")
+        time_steps, channels = inputs.shape[0], inputs.shape[-1]
+        values = initial_values(self.init_values, time_steps)
+        shape = (channels,) if self.channel_wise else ()
+        self._check_stored_shapes(time_steps, shape, inputs.shape)
+        params = {}
+        for name in self.neuron.param_names:
+            if name in GATE_NAMES:
+                params[name] = self.param(name, _uniform_logit(self.gate_init_range), shape)
+            elif name == "cond":
+                params[name] = self.param(name, _constant_logit(values[name]), (time_steps, *shape))
+            else:
+                params[name] = self.param(name, _constant_logit(values[name]), shape)
+        spikes = glif(params, inputs, self.neuron)
+        if self.is_mutable_collection("spike_stats"):
+            rates = jnp.mean(spikes.astype(jnp.float32), axis=tuple(range(1, spikes.ndim - 1)))
+            self.sow("spike_stats", "rates", rates, init_fn=lambda: None, reduce_fn=lambda _, new: new)
+        return spikes
+
+    def _check_stored_shapes(self, time_steps: int, shape: tuple[int, ...], input_shape: tuple[int, ...]) -> None:
+        """Applying to inputs of another T or C than at init is a clear error, not a Flax shape error."""
+        for name in self.neuron.param_names:
+            if not self.has_variable("params", name):
+                continue
+            stored = self.get_variable("params", name).shape
+            expected = (time_steps, *shape) if name == "cond" else shape
+            if stored != expected:
+                layer = self.name or "GLIF"
+                stored_t = f"T={stored[0]}, " if name == "cond" else ""
+                raise ValueError(
+                    f"{layer}: inputs {input_shape} do not fit the layer's parameters ({name} is {stored}); "
+                    f"expected inputs [{stored_t}..., C] with the time length and channels it was initialised with"
+                )
+
+
+def neuron_values(params: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, jax.Array]]:
+    """Constrained values (after the sigmoid) of every GLIF layer in a parameter tree.
+
+    Returns ``{"stage1/block0/glif1": {"alpha": [C], ..., "cond": [T, C]}, ...}`` in the
+    tree's order, with paths joined by ``/``.
+    """
+    if is_neuron_params(params):
+        return {prefix or "glif": constrained(params)}
+    found: dict[str, dict[str, jax.Array]] = {}
+    if isinstance(params, Mapping):
+        for key, value in params.items():
+            found.update(neuron_values(value, f"{prefix}/{key}" if prefix else str(key)))
+    return found

@@ -1,0 +1,415 @@
+"""The GLIF neuron as pure JAX functions (SPEC §1). No Flax, no training: import it alone.
+
+Parameters are a mapping of *logits* under the names of :data:`PARAM_NAMES`; every gate and
+primitive is ``sigmoid(logit)``. Inputs put time first, channels last: ``[T, ..., C]``.
+
+One step, for effective coefficients computed once from the parameters (:func:`coefficients`)::
+
+    membrane = decay * membrane_prev * (1 - reset_gate * spike_prev) - leak
+               + input_gain[t] * input[t] - soft_reset * spike_prev
+    spike    = H(membrane - threshold)
+
+For GLIF these are ``decay = 1 - a(1 - tau)``, ``reset_gate = g``, ``leak = (1 - a) lam``,
+``input_gain = 1 - b(1 - cond)``, ``soft_reset = (1 - g) v_re``, ``threshold = v_th``, which
+is SPEC §1's update term by term; GLIF_f and LIF are the same recurrence with other
+coefficients. :func:`glif` runs it over time with a hand-written backward pass through time
+(``implementation="fused"``, the default, which keeps only the membrane of every step) or
+with autodiff through :func:`jax.lax.scan` of :func:`glif_step` (``"autodiff"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from glif_jax import surrogate as surrogate_lib
+
+GATE_NAMES = ("alpha", "beta", "gamma")
+PRIMITIVE_NAMES = ("tau", "lam", "v_th", "v_re", "cond")
+PARAM_NAMES = GATE_NAMES + PRIMITIVE_NAMES
+KIND_PARAM_NAMES = {
+    "glif": PARAM_NAMES,
+    "glif_f": PRIMITIVE_NAMES,
+    "lif": ("tau", "v_th"),
+}
+GATE_MODES = ("soft", "hard")
+IMPLEMENTATIONS = ("fused", "autodiff")
+
+Params = Mapping[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuronConfig:
+    """How a GLIF layer computes (hashable; safe as a jit-static argument).
+
+    kind: ``"glif"`` (gated, the paper's), ``"glif_f"`` (coarsely fused ablation: no gates),
+      or ``"lif"`` (plain LIF with hard reset: ``decay = tau``, no leak, input as is).
+    gates: ``"soft"`` (``sigmoid(logit)``) or ``"hard"`` (``1[sigmoid(logit) > 0.5]`` forward,
+      straight-through gradient).
+    static_gates / static_primitives: stop the gradient to the gates / primitives.
+    surrogate, surrogate_width: the spike's surrogate derivative (see :mod:`glif_jax.surrogate`).
+    state_dtype: dtype of membrane and spike state; ``None`` means float32 (float64 for
+      float64 inputs).
+    implementation: ``"fused"`` (hand-written backward through time) or ``"autodiff"``.
+    unroll: ``jax.lax.scan`` unroll factor (``True`` unrolls the whole time loop).
+    """
+
+    kind: str = "glif"
+    gates: str = "soft"
+    static_gates: bool = False
+    static_primitives: bool = False
+    surrogate: str | surrogate_lib.Surrogate = "rectangular"
+    surrogate_width: float | None = None
+    state_dtype: str | None = None
+    implementation: str = "fused"
+    unroll: int | bool = True
+
+    def __post_init__(self):
+        _check_choice("kind", self.kind, tuple(KIND_PARAM_NAMES))
+        _check_choice("gates", self.gates, GATE_MODES)
+        _check_choice("implementation", self.implementation, IMPLEMENTATIONS)
+        surrogate_lib.get(self.surrogate, self.surrogate_width)  # validates name and width
+        if self.state_dtype is not None and not jnp.issubdtype(jnp.dtype(self.state_dtype), jnp.floating):
+            raise ValueError(f"state_dtype: expected a floating dtype, got {self.state_dtype!r}")
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The parameter names this kind of neuron needs."""
+        return KIND_PARAM_NAMES[self.kind]
+
+    @property
+    def spike_function(self) -> surrogate_lib.Surrogate:
+        return surrogate_lib.get(self.surrogate, self.surrogate_width)
+
+
+class NeuronState(NamedTuple):
+    """What a neuron carries between steps: ``membrane`` (u) and last ``spike`` (o), ``[..., C]``."""
+
+    membrane: jax.Array
+    spike: jax.Array
+
+
+class Coefficients(NamedTuple):
+    """The recurrence's coefficients, each ``[]`` or ``[C]``; ``input_gain`` is ``[T]`` or ``[T, C]``."""
+
+    decay: jax.Array
+    reset_gate: jax.Array
+    leak: jax.Array
+    input_gain: jax.Array
+    soft_reset: jax.Array
+    threshold: jax.Array
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+
+
+def _make_config(config: NeuronConfig | None, options: dict) -> NeuronConfig:
+    if config is None:
+        return NeuronConfig(**options)
+    if options:
+        return dataclasses.replace(config, **options)
+    return config
+
+
+def constrained(params: Params) -> dict[str, jax.Array]:
+    """The values the neuron uses: ``sigmoid`` of every logit, all in (0, 1)."""
+    return {name: jax.nn.sigmoid(jnp.asarray(logit)) for name, logit in params.items()}
+
+
+def is_neuron_params(tree: Any) -> bool:
+    """True for a mapping that holds one GLIF layer's parameters (names from PARAM_NAMES)."""
+    return (
+        isinstance(tree, Mapping)
+        and len(tree) > 0
+        and set(tree) <= set(PARAM_NAMES)
+        and {"tau", "v_th"} <= set(tree)
+    )
+
+
+def constrained_tree(tree: Any) -> Any:
+    """Replaces every GLIF parameter mapping inside ``tree`` by its constrained values.
+
+    The rest of the tree keeps its structure and leaves, so e.g. a Flax ``params`` tree
+    comes back with ``sigmoid`` applied to exactly the neurons' logits.
+    """
+    if is_neuron_params(tree):
+        return constrained(tree)
+    if isinstance(tree, Mapping):
+        return {key: constrained_tree(value) for key, value in tree.items()}
+    return tree
+
+
+def _gate(logit: jax.Array, config: NeuronConfig) -> jax.Array:
+    value = jax.nn.sigmoid(logit)
+    if config.gates == "hard":
+        binary = (value > 0.5).astype(value.dtype)
+        value = value + jax.lax.stop_gradient(binary - value)  # exact 0/1: a + (1 - a) is exact here
+    return jax.lax.stop_gradient(value) if config.static_gates else value
+
+
+def _primitive(logit: jax.Array, config: NeuronConfig) -> jax.Array:
+    value = jax.nn.sigmoid(logit)
+    return jax.lax.stop_gradient(value) if config.static_primitives else value
+
+
+def coefficients(params: Params, config: NeuronConfig, dtype: Any = jnp.float32) -> Coefficients:
+    """Turns logits into the recurrence's coefficients for ``config.kind`` (SPEC §1)."""
+    logits = {name: jnp.asarray(params[name], dtype) for name in config.param_names}
+    p = {name: _primitive(logits[name], config) for name in PRIMITIVE_NAMES if name in logits}
+    one, zero = jnp.ones((), dtype), jnp.zeros((), dtype)
+    if "cond" in p and p["cond"].ndim == 1 and any(jnp.ndim(v) for k, v in logits.items() if k != "cond"):
+        p["cond"] = p["cond"][:, None]  # layer-wise cond [T] beside channel-wise values [C]
+    if config.kind == "glif":
+        a, b, g = (_gate(logits[name], config) for name in GATE_NAMES)
+        return Coefficients(
+            decay=1 - a * (1 - p["tau"]),
+            reset_gate=g,
+            leak=(1 - a) * p["lam"],
+            input_gain=1 - b * (1 - p["cond"]),
+            soft_reset=(1 - g) * p["v_re"],
+            threshold=p["v_th"],
+        )
+    if config.kind == "glif_f":
+        return Coefficients(p["tau"], one, p["lam"], p["cond"], p["v_re"], p["v_th"])
+    return Coefficients(p["tau"], one, zero, one, zero, p["v_th"])  # lif
+
+
+def _membrane_update(c: Coefficients, input_gain: jax.Array, state: NeuronState, inputs: jax.Array) -> jax.Array:
+    """SPEC §1: ``L + I - reset`` for one step, in the authors' order of terms."""
+    leak_term = c.decay * state.membrane * (1 - c.reset_gate * state.spike) - c.leak
+    return leak_term + input_gain * inputs - c.soft_reset * state.spike
+
+
+def _validate(params: Any, inputs: Any, config: NeuronConfig) -> None:
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params: expected a mapping of logits {config.param_names}, got {type(params).__name__}")
+    missing = [name for name in config.param_names if name not in params]
+    unknown = [name for name in params if name not in config.param_names]
+    if missing or unknown:
+        raise ValueError(
+            f"params: kind {config.kind!r} needs exactly {config.param_names}; "
+            f"missing {missing}, unknown {unknown}"
+        )
+    if not hasattr(inputs, "shape") or not hasattr(inputs, "dtype"):
+        raise TypeError(f"inputs: expected an array [T, ..., C], got {type(inputs).__name__}")
+    if not jnp.issubdtype(inputs.dtype, jnp.floating):
+        raise TypeError(f"inputs: expected a floating dtype (float32, bfloat16, ...), got {inputs.dtype}")
+    if inputs.ndim < 1 or inputs.shape[0] < 1:
+        raise ValueError(f"inputs: expected time as a leading axis of length >= 1, got shape {inputs.shape}")
+    time_steps = inputs.shape[0]
+    channels = inputs.shape[-1] if inputs.ndim >= 2 else None
+    per_channel = ((), (channels,)) if channels is not None else ((),)
+    for name in config.param_names:
+        shape = tuple(jnp.shape(params[name]))
+        if name == "cond":
+            if len(shape) == 0 or shape[0] != time_steps:
+                raise ValueError(
+                    f"params['cond']: its leading axis is time and must equal the inputs' time length "
+                    f"{time_steps} (inputs shape {inputs.shape}); got cond shape {shape}"
+                )
+            shape = shape[1:]
+        if shape not in per_channel:
+            raise ValueError(
+                f"params[{name!r}]: expected shape {' or '.join(map(str, per_channel))} "
+                f"(layer-wise, or one value per channel of inputs [T, ..., C] = {inputs.shape}); got {shape}"
+            )
+
+
+def _state_dtype(inputs: jax.Array, config: NeuronConfig):
+    if config.state_dtype is not None:
+        return jnp.dtype(config.state_dtype)
+    return jnp.promote_types(inputs.dtype, jnp.float32)
+
+
+def initial_state(shape: tuple[int, ...], dtype: Any = jnp.float32) -> NeuronState:
+    """Zero membrane and no spike, ``shape`` = one time step's ``[..., C]``."""
+    return NeuronState(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+
+def _initial_like(inputs: jax.Array, initial: NeuronState | None, dtype) -> NeuronState:
+    """The state before step 1, typed like one step of ``inputs`` (also its shard_map axes)."""
+    zeros = jnp.zeros_like(inputs[0], dtype=dtype)
+    if initial is None:
+        return NeuronState(zeros, zeros)
+    initial = NeuronState(*initial)
+    for name, value in zip(NeuronState._fields, initial):
+        if jnp.shape(value) != inputs.shape[1:]:
+            raise ValueError(f"initial.{name}: expected one time step's shape {inputs.shape[1:]}, got {jnp.shape(value)}")
+    return NeuronState(*(zeros + jnp.asarray(value, dtype) for value in initial))
+
+
+def glif_step(
+    state: NeuronState,
+    params: Params,
+    inputs: jax.Array,
+    time_step: int | jax.Array,
+    config: NeuronConfig | None = None,
+    **options,
+) -> tuple[NeuronState, jax.Array]:
+    """One step of SPEC §1: ``(state, params, input_t) -> (state, spikes_t)``.
+
+    ``inputs`` is one time step ``[..., C]``; ``time_step`` picks the row of ``cond``.
+    Differentiable through the surrogate; write your own loop around it.
+    """
+    config = _make_config(config, options)
+    coeffs = coefficients(params, config, state.membrane.dtype)
+    gain = coeffs.input_gain[time_step] if coeffs.input_gain.ndim else coeffs.input_gain
+    return _autodiff_step(coeffs, config.spike_function, state, (gain, inputs))
+
+
+def _autodiff_step(coeffs, spike_function, state, gain_and_input):
+    gain, inputs = gain_and_input
+    membrane = _membrane_update(coeffs, gain, state, inputs.astype(state.membrane.dtype))
+    spike = surrogate_lib.heaviside(membrane - coeffs.threshold, spike_function)
+    return NeuronState(membrane, spike), (spike, membrane)
+
+
+def _per_step_gain(coeffs: Coefficients, time_steps: int) -> jax.Array:
+    if coeffs.input_gain.ndim:
+        return coeffs.input_gain
+    return jnp.broadcast_to(coeffs.input_gain, (time_steps,))
+
+
+def _autodiff_scan(coeffs, inputs, state, spike_function, unroll):
+    gains = _per_step_gain(coeffs, inputs.shape[0])
+    step = functools.partial(_autodiff_step, coeffs, spike_function)
+    _, (spikes, membranes) = jax.lax.scan(step, state, (gains, inputs), unroll=unroll)
+    return spikes.astype(inputs.dtype), membranes
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _fused_scan(spike_function, unroll, coeffs, inputs, membrane0, spike0):
+    """Forward of the recurrence; returns (spikes in the inputs' dtype, membranes in state dtype)."""
+    return _fused_forward(spike_function, unroll, coeffs, inputs, membrane0, spike0)
+
+
+def _fused_forward(spike_function, unroll, coeffs, inputs, membrane0, spike0):
+    del spike_function  # the forward is the exact Heaviside
+
+    def step(state, gain_and_input):
+        gain, inputs_t = gain_and_input
+        membrane = _membrane_update(coeffs, gain, state, inputs_t.astype(membrane0.dtype))
+        spike = (membrane - coeffs.threshold > 0).astype(membrane.dtype)
+        return NeuronState(membrane, spike), (spike.astype(inputs.dtype), membrane)
+
+    gains = _per_step_gain(coeffs, inputs.shape[0])
+    _, (spikes, membranes) = jax.lax.scan(step, NeuronState(membrane0, spike0), (gains, inputs), unroll=unroll)
+    return spikes, membranes
+
+
+def _fused_scan_fwd(spike_function, unroll, coeffs, inputs, membrane0, spike0):
+    spikes, membranes = _fused_forward(spike_function, unroll, coeffs, inputs, membrane0, spike0)
+    return (spikes, membranes), (coeffs, inputs, membrane0, spike0, membranes)
+
+
+def _sum_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Sums away the axes along which something of ``shape`` was broadcast to ``x.shape``."""
+    x = jnp.sum(x, axis=tuple(range(x.ndim - len(shape))))
+    axes = tuple(axis for axis, size in enumerate(shape) if size == 1 and x.shape[axis] != 1)
+    return jnp.sum(x, axis=axes, keepdims=True) if axes else x
+
+
+def _fused_scan_bwd(spike_function, unroll, residuals, cotangents):
+    """Backward through time, from t = T down to 1, then the initial state.
+
+    ``delta`` is dL/du_t in total (its own spike, its membrane output and every later step).
+    Step t+1's use of ``u_t`` and ``o_t`` is accounted for at iteration t, so that each
+    iteration reads only the membrane ``u_t`` it saved (spikes are recomputed from it).
+    """
+    coeffs, inputs, membrane0, spike0, membranes = residuals
+    grad_spikes, grad_membranes = cotangents
+    dtype = membranes.dtype
+    c = coeffs
+    def from_next_step(delta_next, membrane, spike):
+        """Step t+1's use of ``(u_t, o_t)``: coefficient sums, and dL/du_t, dL/do_t through it."""
+        sums = {
+            "decay": _sum_to(delta_next * membrane * (1 - c.reset_gate * spike), c.decay.shape),
+            "reset_gate": -_sum_to(delta_next * c.decay * membrane * spike, c.reset_gate.shape),
+            "soft_reset": -_sum_to(delta_next * spike, c.soft_reset.shape),
+        }
+        grad_membrane = delta_next * c.decay * (1 - c.reset_gate * spike)
+        grad_spike = -delta_next * (c.decay * c.reset_gate * membrane + c.soft_reset)
+        return grad_membrane, grad_spike, sums
+
+    def step(delta_next, xs):
+        grad_spike_out, grad_membrane_out, membrane, inputs_t, gain = xs
+        distance = membrane - c.threshold
+        spike = (distance > 0).astype(dtype)
+        grad_membrane, grad_spike, sums = from_next_step(delta_next, membrane, spike)
+        grad_spike = grad_spike + grad_spike_out.astype(dtype)
+        through_spike = grad_spike * spike_function(distance)
+        delta = grad_membrane + grad_membrane_out + through_spike
+        sums["threshold"] = -_sum_to(through_spike, c.threshold.shape)
+        sums["leak"] = -_sum_to(delta, c.leak.shape)
+        sums["input_gain"] = _sum_to(delta * inputs_t.astype(dtype), jnp.shape(gain))
+        return delta, ((delta * gain).astype(inputs.dtype), sums)
+
+    gains = _per_step_gain(c, inputs.shape[0])
+    # per-step sums come out as ys (not a carry) so that shard_map's varying-axis types line up
+    delta_first, (grad_inputs, step_sums) = jax.lax.scan(
+        step,
+        jnp.zeros_like(membrane0),
+        (grad_spikes, grad_membranes, membranes, inputs, gains),
+        reverse=True,
+        unroll=unroll,
+    )
+    grad_membrane0, grad_spike0, first_sums = from_next_step(delta_first, membrane0, spike0)
+    totals = {name: jnp.sum(value, axis=0) for name, value in step_sums.items()}
+    for name, value in first_sums.items():
+        totals[name] = totals[name] + value
+    grad_gain = step_sums["input_gain"] if c.input_gain.ndim else totals["input_gain"]
+    grad_coeffs = Coefficients(**{name: totals[name] for name in Coefficients._fields if name != "input_gain"},
+                               input_gain=grad_gain)
+    grad_coeffs = jax.tree.map(lambda g, x: g.astype(x.dtype).reshape(x.shape), grad_coeffs, c)
+    return grad_coeffs, grad_inputs, grad_membrane0, grad_spike0
+
+
+_fused_scan.defvjp(_fused_scan_fwd, _fused_scan_bwd)
+
+
+def glif_scan(
+    params: Params,
+    inputs: jax.Array,
+    initial: NeuronState | None = None,
+    config: NeuronConfig | None = None,
+    **options,
+) -> tuple[jax.Array, jax.Array, NeuronState]:
+    """Runs the neuron over time and returns everything it computed.
+
+    Args:
+      params: logits under ``config.param_names``; ``cond`` is ``[T]`` or ``[T, C]``, the
+        others ``[]`` (layer-wise) or ``[C]`` (channel-wise).
+      inputs: synaptic input ``[T, ..., C]``, floating.
+      initial: state before the first step (default: zeros), each ``[..., C]``.
+      config / options: a :class:`NeuronConfig`, or its fields as keywords.
+
+    Returns:
+      ``spikes`` (shape and dtype of ``inputs``), ``membranes`` ``[T, ..., C]`` in the
+      state dtype, and the final ``NeuronState`` (to continue a stream).
+    """
+    config = _make_config(config, options)
+    _validate(params, inputs, config)
+    dtype = _state_dtype(inputs, config)
+    initial = _initial_like(inputs, initial, dtype)
+    coeffs = coefficients(params, config, dtype)
+    if config.implementation == "fused":
+        spikes, membranes = _fused_scan(config.spike_function, config.unroll, coeffs, inputs, *initial)
+    else:
+        spikes, membranes = _autodiff_scan(coeffs, inputs, initial, config.spike_function, config.unroll)
+    final = NeuronState(membranes[-1], spikes[-1].astype(dtype))
+    return spikes, membranes, final
+
+
+def glif(params: Params, inputs: jax.Array, config: NeuronConfig | None = None, **options) -> jax.Array:
+    """GLIF spikes ``[T, ..., C]`` (shape and dtype of ``inputs``) from zero initial state.
+
+    See :func:`glif_scan` for the arguments; e.g.
+    ``glif(params, x, gates="hard", surrogate="sigmoid", surrogate_width=4.0)``.
+    """
+    return glif_scan(params, inputs, None, config, **options)[0]
