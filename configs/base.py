@@ -1,0 +1,181 @@
+"""The paper's training recipes (SPEC §4) as locked `ml_collections.ConfigDict`s.
+
+Every experiment file in `configs/` calls one builder here, so each recipe is written
+once. Schema: /work/notes/CONTRACTS.md ("Config schema"). Units: `base_lr` is the
+learning rate per optimiser step at epoch 0; `batch_size` is the GLOBAL batch (batch per
+device x devices); `num_epochs` and `cosine_period_epochs` are in epochs.
+The returned config is locked: overriding a key that does not exist is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+# SPEC §4 table. batch = batch per GPU x GPUs of the paper's runs.
+CIFAR_RECIPE = dict(base_lr=0.1, num_epochs=200, batch_size=64 * 1, weight_decay=5e-5,
+                    gate_lr_scale=0.1, cosine_period_epochs=None)
+IMAGENET_RECIPE = dict(base_lr=0.1, num_epochs=150, batch_size=50 * 4, weight_decay=5e-5,
+                       gate_lr_scale=1.0, cosine_period_epochs=None)
+DVS_RECIPE = dict(base_lr=0.01, num_epochs=200, batch_size=32 * 1, weight_decay=0.0,
+                  gate_lr_scale=1.0, cosine_period_epochs=64)
+
+CIFAR_DATASETS = ("cifar10", "cifar100")
+
+
+def neuron(**overrides: Any) -> ml_collections.ConfigDict:
+    """`config.model.neuron`: the paper's GLIF (soft learnable gates, rectangular surrogate)."""
+    values = dict(kind="glif", gates="soft", static_gates=False, static_primitives=False,
+                  surrogate="rectangular", surrogate_width=config_dict.placeholder(float))
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise ValueError(f"neuron overrides: unknown fields {sorted(unknown)}; "
+                         f"expected some of {sorted(values)}")
+    values.update(overrides)
+    return ml_collections.ConfigDict(values)
+
+
+def experiment(
+    *,
+    dataset: str,
+    model: str,
+    time_steps: int,
+    init: str,
+    base_lr: float,
+    num_epochs: int,
+    batch_size: int,
+    weight_decay: float,
+    gate_lr_scale: float,
+    cosine_period_epochs: int | None,
+    eval_batch_size: int,
+    augment: bool,
+    log_every_steps: int,
+    step_schedule_per: str = "epoch",
+    parallel: str = "none",
+    channel_wise: bool = True,
+    neuron_overrides: dict[str, Any] | None = None,
+) -> ml_collections.ConfigDict:
+    """A full, UNLOCKED config of the schema; the public builders below lock it."""
+    if time_steps < 1:
+        raise ValueError(f"time_steps must be >= 1, got {time_steps}")
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.num_epochs = num_epochs
+    config.batch_size = batch_size
+    config.eval_batch_size = eval_batch_size
+    config.steps_per_epoch = config_dict.placeholder(int)  # None: dataset size // batch_size
+    config.eval_steps = config_dict.placeholder(int)  # None: the whole eval split
+
+    config.dataset = ml_collections.ConfigDict(dict(
+        name=dataset,
+        data_dir=config_dict.placeholder(str),
+        train_path=config_dict.placeholder(str),  # "npz" only
+        eval_path=config_dict.placeholder(str),  # "npz" only
+        normalization=config_dict.placeholder(str),  # "npz" only
+        augment=augment,
+        cache_dir=config_dict.placeholder(str),  # CIFAR10-DVS frame cache
+        prefetch=2,
+    ))
+
+    config.model = ml_collections.ConfigDict(dict(
+        name=model,
+        time_steps=time_steps,
+        channel_wise=channel_wise,
+        init=init,
+        neuron=neuron(**(neuron_overrides or {})),
+        kwargs=ml_collections.ConfigDict(),
+    ))
+
+    config.optim = ml_collections.ConfigDict(dict(
+        base_lr=base_lr,
+        momentum=0.9,
+        weight_decay=weight_decay,
+        gate_lr_scale=gate_lr_scale,
+        primitive_lr_scale=1.0,
+        cosine_period_epochs=(config_dict.placeholder(int) if cosine_period_epochs is None
+                              else cosine_period_epochs),
+        step_schedule_per=step_schedule_per,
+        nesterov=False,
+    ))
+
+    config.half_precision = False
+    config.parallel = parallel
+    config.checkpoint = ml_collections.ConfigDict({"every_epochs": 1, "keep": 3, "async": True})
+    config.log_every_steps = log_every_steps
+    config.spike_stats = False
+    return config
+
+
+def cifar(
+    model: str,
+    dataset: str,
+    time_steps: int,
+    *,
+    channel_wise: bool = True,
+    neuron_overrides: dict[str, Any] | None = None,
+) -> ml_collections.ConfigDict:
+    """CIFAR-10/100 recipe: lr 0.1, 200 epochs, batch 64, wd 5e-5, gates at lr/10 (SPEC §4)."""
+    if dataset not in CIFAR_DATASETS:
+        raise ValueError(f"dataset must be one of {CIFAR_DATASETS}, got {dataset!r}")
+    config = experiment(
+        dataset=dataset, model=model, time_steps=time_steps, init="cifar", **CIFAR_RECIPE,
+        eval_batch_size=400, augment=True, log_every_steps=100,
+        channel_wise=channel_wise, neuron_overrides=neuron_overrides,
+    )
+    config.lock()
+    return config
+
+
+def cifar_npz(
+    model: str, time_steps: int, *, train_path: str, eval_path: str, num_epochs: int
+) -> ml_collections.ConfigDict:
+    """The CIFAR-10 recipe on local `.npz` files (dataset "npz", CIFAR-10 normalisation)."""
+    config = cifar(model, "cifar10", time_steps)
+    config.dataset.name = "npz"
+    config.dataset.train_path = train_path
+    config.dataset.eval_path = eval_path
+    config.dataset.normalization = "cifar10"
+    config.num_epochs = num_epochs
+    return config
+
+
+def imagenet(model: str, time_steps: int) -> ml_collections.ConfigDict:
+    """ImageNet recipe: lr 0.1, 150 epochs, global batch 200 (50 x 4 GPUs), wd 5e-5 (SPEC §4).
+
+    Data-parallel over all local devices ("mesh"); the global batch must divide by their count.
+    """
+    config = experiment(
+        dataset="imagenet2012", model=model, time_steps=time_steps, init="imagenet",
+        **IMAGENET_RECIPE, eval_batch_size=200, augment=True, log_every_steps=500,
+        parallel="mesh",
+    )
+    config.lock()
+    return config
+
+
+def dvs(model: str, time_steps: int) -> ml_collections.ConfigDict:
+    """CIFAR10-DVS recipe: lr 0.01, 200 epochs, batch 32, no weight decay, cosine period 64."""
+    config = experiment(
+        dataset="cifar10_dvs", model=model, time_steps=time_steps, init="dvs", **DVS_RECIPE,
+        eval_batch_size=200, augment=True, log_every_steps=50,
+    )
+    config.lock()
+    return config
+
+
+def digits(model: str, time_steps: int) -> ml_collections.ConfigDict:
+    """scikit-learn's digits (shipped with the package): a few CPU minutes, offline.
+
+    SGD as in the paper (momentum 0.9, wd 5e-5, per-group cosine), stepped every iteration.
+    lr 0.1, batch 64, 15 epochs are a first choice, to be tuned with the trainer.
+    """
+    config = experiment(
+        dataset="digits", model=model, time_steps=time_steps, init="cifar",
+        base_lr=0.1, num_epochs=15, batch_size=64, weight_decay=5e-5, gate_lr_scale=1.0,
+        cosine_period_epochs=None, eval_batch_size=128, augment=False, log_every_steps=10,
+        step_schedule_per="step",
+    )
+    config.lock()
+    return config

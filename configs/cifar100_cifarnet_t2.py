@@ -1,0 +1,9 @@
+"""CIFAR-100, CIFARNet, T = 2: the paper's CIFAR recipe (SPEC §4)."""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return base.cifar("cifarnet", "cifar100", time_steps=2)

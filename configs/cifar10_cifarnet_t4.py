@@ -1,0 +1,9 @@
+"""CIFAR-10, CIFARNet, T = 4: the paper's CIFAR recipe (SPEC §4)."""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return base.cifar("cifarnet", "cifar10", time_steps=4)

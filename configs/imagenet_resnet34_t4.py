@@ -1,0 +1,9 @@
+"""ImageNet, ResNet-34, T = 4: the paper's ImageNet recipe (SPEC §4)."""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return base.imagenet("resnet34", time_steps=4)

@@ -1,0 +1,60 @@
+"""SGD with PyTorch semantics and the paper's three-group optimiser (SPEC §4).
+
+PyTorch `torch.optim.SGD` (dampening 0), per step, per parameter p with gradient g:
+    g   <- g + weight_decay * p                 (decay added to the gradient, before momentum)
+    buf <- momentum * buf + g                   (first step: buf = g; optax.trace starts at 0)
+    d   <- g + momentum * buf if nesterov else buf
+    p   <- p - lr * d                           (lr applied last: changing it never rescales buf)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optax
+
+from glif_jax.optim.groups import GATES, PRIMITIVES, WEIGHTS, param_labels
+from glif_jax.optim.schedules import learning_rates
+
+
+def torch_sgd(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+) -> optax.GradientTransformation:
+    """`torch.optim.SGD` as an optax transformation; `learning_rate` per step (or a schedule)."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if weight_decay < 0.0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if nesterov and momentum == 0.0:
+        raise ValueError("nesterov=True needs momentum > 0 (as in torch.optim.SGD)")
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay) if weight_decay else optax.identity(),
+        optax.trace(decay=momentum, nesterov=nesterov) if momentum else optax.identity(),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def make_optimizer(
+    optim_config: Any, *, num_epochs: int, steps_per_epoch: int
+) -> optax.GradientTransformation:
+    """The paper's optimiser: one `torch_sgd` per group, each with its own cosine schedule.
+
+    weights: weight_decay; primitives and gates: no weight decay (SPEC §4). Groups are chosen
+    by leaf name (`param_labels`); schedules are those of `learning_rates`.
+    """
+    schedules = learning_rates(optim_config, num_epochs=num_epochs, steps_per_epoch=steps_per_epoch)
+    decays = {WEIGHTS: optim_config.weight_decay, PRIMITIVES: 0.0, GATES: 0.0}
+    transforms = {
+        group: torch_sgd(
+            schedules[group],
+            momentum=optim_config.momentum,
+            weight_decay=decays[group],
+            nesterov=optim_config.nesterov,
+        )
+        for group in schedules
+    }
+    return optax.partition(transforms, param_labels)
