@@ -1,0 +1,84 @@
+"""The public entry point glif_jax.data.build: registry, argument checks, defaults
+(CONTRACTS.md, floor 3)."""
+
+import itertools
+
+import ml_collections
+import numpy as np
+import pytest
+
+from glif_jax import data
+
+
+def digits_config(**overrides):
+    config = ml_collections.ConfigDict(
+        dict(name="digits", data_dir=None, train_path=None, eval_path=None,
+             normalization=None, augment=True, cache_dir=None, prefetch=2)
+    )
+    config.update(overrides)
+    return config
+
+
+def test_unknown_dataset_name_lists_the_known_names():
+    with pytest.raises(ValueError) as error:
+        data.build({"name": "mnist"}, split="train", batch_size=2, seed=0, train=True)
+    for name in ("digits", "cifar10", "cifar100", "imagenet2012", "cifar10_dvs", "npz"):
+        assert name in str(error.value)
+    assert "mnist" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(split="test"), "split must be one of"),
+        (dict(batch_size=0), "batch_size must be an int >= 1"),
+        (dict(batch_size=2.5), "batch_size must be an int >= 1"),
+        (dict(seed=-1), "seed must be an int >= 0"),
+        (dict(shard_index=2, shard_count=2), r"shard_index must be an int in \[0, shard_count=2\)"),
+        (dict(shard_count=0), "shard_count must be an int >= 1"),
+    ],
+)
+def test_bad_arguments_are_named_in_early_errors(arguments, message):
+    call = dict(split="train", batch_size=4, seed=0, train=True)
+    call.update(arguments)
+    with pytest.raises(ValueError, match=message):
+        data.build(digits_config(), **call)
+
+
+def test_config_must_name_a_dataset():
+    with pytest.raises(ValueError, match="dataset_config.name is required"):
+        data.build({}, split="train", batch_size=2, seed=0, train=True)
+    with pytest.raises(TypeError, match="dataset_config must be a ConfigDict"):
+        data.build("digits", split="train", batch_size=2, seed=0, train=True)
+    with pytest.raises(ValueError, match="prefetch must be an int >= 0"):
+        data.build(digits_config(prefetch=-1), split="train", batch_size=2, seed=0, train=True)
+
+
+def test_default_drop_remainder_drops_when_training_and_pads_when_evaluating():
+    """Train: full batches only (1437 // 100 = 14 per epoch); eval: one padded pass over
+    the 360 eval digits (ceil(360 / 100) = 4 batches, the last with 60 real examples)."""
+    train_batches, train_info = data.build(digits_config(prefetch=0), split="train",
+                                           batch_size=100, seed=0, train=True)
+    assert train_info.num_examples == 1437
+    for batch in itertools.islice(train_batches, 30):
+        assert batch["mask"].all() and batch["image"].shape == (100, 8, 8, 1)
+    eval_batches, eval_info = data.build(digits_config(), split="eval", batch_size=100,
+                                         seed=0, train=False)
+    masks = [batch["mask"] for batch in eval_batches]
+    assert len(eval_batches) == len(masks) == 4 and eval_info.num_examples == 360
+    assert [mask.sum() for mask in masks] == [100, 100, 100, 60]
+
+
+def test_build_returns_dataset_info_of_the_split():
+    _, info = data.build(digits_config(), split="eval", batch_size=8, seed=0, train=False)
+    assert info == data.DatasetInfo("digits", 10, 360, (8, 8, 1))
+
+
+def test_prefetch_setting_does_not_change_the_batches():
+    """Prefetching (a background thread) yields exactly the batches of the plain pipeline."""
+    plain, _ = data.build(digits_config(prefetch=0), split="train", batch_size=32, seed=1, train=True)
+    ahead, _ = data.build(digits_config(prefetch=3), split="train", batch_size=32, seed=1, train=True)
+    assert isinstance(ahead, data.Prefetched) and not isinstance(plain, data.Prefetched)
+    for a, b in zip(itertools.islice(plain, 50), itertools.islice(ahead, 50)):
+        for key in ("image", "label", "mask"):
+            np.testing.assert_array_equal(a[key], b[key])
