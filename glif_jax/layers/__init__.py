@@ -7,7 +7,6 @@ from glif_jax.layers.time import merge_time, split_time, time_merged
 
 __all__ = [
     "GLIF", "PRESETS", "initial_values", "neuron_values",
-    # tdBN, time merging, encoding and readout (models helper)
     "RESIDUAL_BRANCH_SCALE", "TDBN_THRESHOLD", "TdBatchNorm", "plain_batch_norm",
     "merge_time", "split_time", "time_merged",
     "frames_time_first", "mean_over_time", "repeat_over_time",

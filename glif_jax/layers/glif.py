@@ -97,7 +97,7 @@ class GLIF(nn.Module):
             else:
                 params[name] = self.param(name, _constant_logit(values[name]), shape)
         spikes = glif(params, inputs, self.neuron)
-        if self.is_mutable_collection("spike_stats"):
+        if self.is_mutable_collection("spike_stats") and not self.is_initializing():
             rates = jnp.mean(spikes.astype(jnp.float32), axis=tuple(range(1, spikes.ndim - 1)))
             self.sow("spike_stats", "rates", rates, init_fn=lambda: None, reduce_fn=lambda _, new: new)
         return spikes

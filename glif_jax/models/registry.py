@@ -1,0 +1,89 @@
+"""Models by name: ``get_model("resnet18", num_classes=10, time_steps=4)`` (SPEC §3)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+import jax.numpy as jnp
+from flax.core import FrozenDict
+
+from glif_jax.models import specs
+from glif_jax.models.builder import SpikingNetwork
+from glif_jax.models.description import NetworkSpec
+from glif_jax.neuron import NeuronConfig
+
+ARCHITECTURES: dict[str, Callable[..., NetworkSpec]] = {
+    "resnet18": specs.resnet18,
+    "resnet19": specs.resnet19,
+    "cifarnet": specs.cifarnet,
+    "resnet34": specs.resnet34,
+    "ms_resnet18": specs.ms_resnet18,
+    "ms_resnet34": specs.ms_resnet34,
+    "wide7b": specs.wide7b,
+    "tiny_convnet": specs.tiny_convnet,
+}
+"""Registry name -> function making the description; its keyword arguments are the model's options."""
+
+
+def list_models() -> list[str]:
+    """The registered model names."""
+    return list(ARCHITECTURES)
+
+
+def get_spec(name: str, **options: Any) -> NetworkSpec:
+    """The description of model ``name`` with its model-specific ``options`` (e.g. ``width_change``)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(ARCHITECTURES)}")
+    make_spec = ARCHITECTURES[name]
+    accepted = tuple(inspect.signature(make_spec).parameters)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"model {name!r} has no option(s) {unknown}; "
+                         f"its options: {', '.join(accepted) if accepted else 'none'}")
+    return make_spec(**options)
+
+
+def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronConfig = NeuronConfig(),
+              channel_wise: bool = True, init: str | Mapping[str, Any] = "cifar", dtype: Any = jnp.float32,
+              bn_axis_name: str | None = None, **options: Any) -> SpikingNetwork:
+    """Model ``name`` as a Flax module: ``module.apply(variables, x, train) -> logits [B, num_classes]``.
+
+    x: static images ``[B, H, W, C]`` (repeated over time inside) or event frames
+    ``[B, T, H, W, C]``. Collections: ``params`` and ``batch_stats``. ``options`` are the
+    model-specific extras of :mod:`glif_jax.models.specs` (e.g. ``width_change="1x1"`` for wide7b).
+    """
+    for argument, value in (("num_classes", num_classes), ("time_steps", time_steps)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"get_model({name!r}): {argument} must be a positive integer, got {value!r}")
+    if not isinstance(neuron, NeuronConfig):
+        raise TypeError(f"get_model({name!r}): neuron must be a NeuronConfig, got {type(neuron).__name__}")
+    if isinstance(init, Mapping):
+        init = FrozenDict(init)   # hashable, so the module can be a static argument of jit
+    return SpikingNetwork(spec=get_spec(name, **options), num_classes=num_classes, time_steps=time_steps,
+                          neuron=neuron, channel_wise=channel_wise, neuron_init=init, dtype=dtype,
+                          bn_axis_name=bn_axis_name)
+
+
+def from_config(model_config: Any, num_classes: int, *, dtype: Any = jnp.float32,
+                bn_axis_name: str | None = None) -> SpikingNetwork:
+    """The model that ``config.model`` describes (name, time_steps, channel_wise, init, neuron, kwargs)."""
+    neuron_options = _as_dict(model_config.get("neuron", None))
+    return get_model(model_config.name, num_classes=num_classes, time_steps=model_config.time_steps,
+                     neuron=NeuronConfig(**neuron_options), channel_wise=model_config.get("channel_wise", True),
+                     init=_as_plain(model_config.get("init", "cifar")), dtype=dtype, bn_axis_name=bn_axis_name,
+                     **_as_dict(model_config.get("kwargs", None)))
+
+
+def _as_dict(section: Any) -> dict[str, Any]:
+    """A ConfigDict / mapping / None as a plain dict."""
+    if section is None:
+        return {}
+    if hasattr(section, "to_dict"):
+        return section.to_dict()
+    return dict(section)
+
+
+def _as_plain(value: Any) -> Any:
+    """Explicit GLIF initial values may arrive as a ConfigDict; give the GLIF layer a dict."""
+    return value.to_dict() if hasattr(value, "to_dict") else value
