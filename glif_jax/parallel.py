@@ -1,0 +1,231 @@
+"""Data parallelism: one train/eval step run over every device, two ways.
+
+A *strategy* puts the train state and the host batches on the devices, compiles a step
+function for them, and fetches results back to the host. Three strategies share one
+interface (``DataParallel``), chosen by ``config.parallel``:
+
+- ``"none"``: plain ``jax.jit`` on the default device.
+- ``"pmap"``: the Flax ImageNet example's way. The state is replicated (a leading device
+  axis), each host batch ``[B, ...]`` is reshaped to ``[devices, B / devices, ...]`` and the
+  step runs per device under ``jax.pmap`` with the named axis ``AXIS_NAME``. The step
+  itself must average what has to agree across devices (``jax.lax.pmean`` of gradients
+  and metrics over ``axis_name``); tdBN/BatchNorm statistics are averaged *inside* the
+  model by giving it ``bn_axis_name=AXIS_NAME``, so every device normalises with the
+  statistics of the global batch.
+- ``"mesh"``: ``jax.jit`` over a one-axis ``Mesh`` of all devices; the batch is a global
+  array sharded on its leading axis (``NamedSharding(mesh, P(AXIS_NAME))``) and the state
+  is replicated. The program is written as if for one device on the global batch, and
+  XLA inserts the cross-device reductions itself: batch means, tdBN statistics and
+  gradients are therefore global by construction, so the model takes no ``bn_axis_name``
+  and the step no ``axis_name``.
+
+Multi-host: call ``initialize_distributed`` first; every process then feeds only its own
+shard of the global batch (``per_process_batch_size``); ``"pmap"`` collectives span all
+processes' devices and ``"mesh"`` assembles the global batch with
+``jax.make_array_from_process_local_data``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Protocol
+
+import jax
+import numpy as np
+from flax import jax_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS_NAME = "batch"
+STRATEGY_NAMES = ("none", "pmap", "mesh")
+
+# Environment variables that mean "this process belongs to a multi-process job".
+_DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
+
+PyTree = Any
+StepFn = Callable[..., Any]
+
+
+class DataParallel(Protocol):
+    """How a step runs over the devices; see the module docstring."""
+
+    name: str
+    axis_name: str | None  # passed to the step function (collectives inside the step)
+    bn_axis_name: str | None  # passed to the model (tdBN statistics across devices)
+
+    @property
+    def device_count(self) -> int: ...
+
+    def put_state(self, state: PyTree) -> PyTree: ...
+
+    def put_batch(self, batch: dict[str, np.ndarray]) -> PyTree: ...
+
+    def compile(self, step_fn: StepFn, *, donate_state: bool = False) -> StepFn: ...
+
+    def fetch(self, tree: PyTree) -> PyTree: ...
+
+
+class SingleDevice:
+    """``jax.jit`` on the default device (``config.parallel = "none"``)."""
+
+    name = "none"
+    axis_name = None
+    bn_axis_name = None
+
+    @property
+    def device_count(self) -> int:
+        return 1
+
+    def put_state(self, state: PyTree) -> PyTree:
+        return jax.device_put(state)
+
+    def put_batch(self, batch: dict[str, np.ndarray]) -> PyTree:
+        return jax.device_put(batch)
+
+    def compile(self, step_fn: StepFn, *, donate_state: bool = False) -> StepFn:
+        return jax.jit(step_fn, donate_argnums=(0,) if donate_state else ())
+
+    def fetch(self, tree: PyTree) -> PyTree:
+        return jax.device_get(tree)
+
+
+class PmapDataParallel:
+    """``jax.pmap`` over the local devices, named axis ``AXIS_NAME``."""
+
+    name = "pmap"
+    axis_name = AXIS_NAME
+    bn_axis_name = AXIS_NAME
+
+    @property
+    def device_count(self) -> int:
+        return jax.device_count()
+
+    def put_state(self, state: PyTree) -> PyTree:
+        """Replicates a host state: every leaf gains a leading local-device axis."""
+        return jax_utils.replicate(state)
+
+    def put_batch(self, batch: dict[str, np.ndarray]) -> PyTree:
+        """Splits this process's batch ``[B, ...]`` into ``[local_devices, B / local_devices, ...]``."""
+        return shard_for_pmap(batch, jax.local_device_count())
+
+    def compile(self, step_fn: StepFn, *, donate_state: bool = False) -> StepFn:
+        return jax.pmap(
+            step_fn, axis_name=AXIS_NAME, donate_argnums=(0,) if donate_state else ()
+        )
+
+    def fetch(self, tree: PyTree) -> PyTree:
+        """The first replica, on the host (the step keeps the replicas equal)."""
+        return jax.device_get(jax_utils.unreplicate(tree))
+
+
+class MeshDataParallel:
+    """``jax.jit`` with the batch sharded over a one-axis mesh of all devices."""
+
+    name = "mesh"
+    axis_name = None  # the computation is global: no explicit collectives
+    bn_axis_name = None
+
+    def __init__(self, devices: list[jax.Device] | None = None):
+        self.mesh = make_mesh(devices)
+        self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(AXIS_NAME))
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+
+    @property
+    def device_count(self) -> int:
+        return self.mesh.devices.size
+
+    def put_state(self, state: PyTree) -> PyTree:
+        """Replicates a host state over the mesh (works across processes)."""
+
+        def put(leaf):
+            leaf = np.asarray(leaf)
+            return jax.make_array_from_callback(leaf.shape, self.replicated, lambda index: leaf[index])
+
+        return jax.tree.map(put, state)
+
+    def put_batch(self, batch: dict[str, np.ndarray]) -> PyTree:
+        """This process's rows become its part of one global array sharded on the batch axis."""
+        return jax.tree.map(
+            lambda rows: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(rows)),
+            batch,
+        )
+
+    def compile(self, step_fn: StepFn, *, donate_state: bool = False) -> StepFn:
+        return jax.jit(
+            step_fn,
+            in_shardings=(self.replicated, self.batch_sharding),
+            out_shardings=self.replicated,
+            donate_argnums=(0,) if donate_state else (),
+        )
+
+    def fetch(self, tree: PyTree) -> PyTree:
+        """Host copies of replicated outputs (each process reads its own replica)."""
+        return jax.tree.map(lambda leaf: np.asarray(leaf.addressable_data(0)), tree)
+
+
+def make_strategy(name: str) -> DataParallel:
+    """The strategy named by ``config.parallel``: "none" | "pmap" | "mesh"."""
+    if name == "none":
+        return SingleDevice()
+    if name == "pmap":
+        return PmapDataParallel()
+    if name == "mesh":
+        return MeshDataParallel()
+    raise ValueError(f"config.parallel must be one of {STRATEGY_NAMES}, got {name!r}")
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A one-dimensional mesh named ``AXIS_NAME`` over ``devices`` (default: all devices)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (AXIS_NAME,))
+
+
+def shard_for_pmap(batch: PyTree, local_device_count: int) -> PyTree:
+    """Reshapes every leaf ``[B, ...]`` to ``[local_device_count, B / local_device_count, ...]``."""
+
+    def split(leaf):
+        leaf = np.asarray(leaf)
+        if leaf.shape[0] % local_device_count:
+            raise ValueError(
+                f"batch of {leaf.shape[0]} rows cannot be split evenly over "
+                f"{local_device_count} local devices"
+            )
+        return leaf.reshape((local_device_count, -1) + leaf.shape[1:])
+
+    return jax.tree.map(split, batch)
+
+
+def per_process_batch_size(global_batch_size: int) -> int:
+    """This process's share of a global batch; every process gets the same share."""
+    if global_batch_size % jax.process_count():
+        raise ValueError(
+            f"batch size {global_batch_size} is not divisible by the process count "
+            f"{jax.process_count()}"
+        )
+    return global_batch_size // jax.process_count()
+
+
+def distributed_requested(environ: dict[str, str] | None = None) -> bool:
+    """Whether the environment names a coordinator (a multi-process launch)."""
+    environ = os.environ if environ is None else environ
+    return any(environ.get(key) for key in _DISTRIBUTED_ENV)
+
+
+def initialize_distributed(force: bool = False) -> None:
+    """Starts ``jax.distributed`` when forced or when the environment asks for it.
+
+    With no arguments ``jax.distributed.initialize`` reads the coordinator address, process
+    count and id from the environment or the cluster (SLURM, Cloud TPU, ...). Must run
+    before anything else touches the devices. A single-process run is left untouched.
+    """
+    if not (force or distributed_requested()):
+        return
+    jax.distributed.initialize()
+    logging.getLogger(__name__).info(
+        "jax.distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
+

@@ -1,0 +1,143 @@
+"""train.cli and train.validation: --help, rejected keys and values, entry points (issue 7).
+
+The commands run in-process (`train.cli._run` is what `glif-train` / `glif-eval` call) so
+no test pays for a new interpreter, except one check that `python -m train` works.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from train import cli
+from train.validation import ConfigError, validate_config
+from tests.train_standins import small_config
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = str(REPO / "configs" / "default.py")
+
+
+def glif_train(*args, capsys):
+    code = cli._run("glif-train", cli._train, ["glif-train", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model.time_steps": 0}, "config.model.time_steps must be an integer >= 1, got 0"),
+        ({"model.name": "resnet_9000"}, "config.model.name must be one of"),
+        ({"dataset.name": "mnist"}, "config.dataset.name must be one of"),
+        ({"parallel": "horovod"}, "config.parallel must be one of ('none', 'pmap', 'mesh')"),
+        ({"num_epochs": 0}, "config.num_epochs must be an integer >= 1"),
+        ({"steps_per_epoch": 0}, "config.steps_per_epoch must be an integer >= 1 or None"),
+        ({"batch_size": -8}, "config.batch_size must be an integer >= 1"),
+        ({"half_precision": None}, "config.half_precision must be True or False, got None"),
+        ({"checkpoint.keep": 0}, "config.checkpoint.keep must be an integer >= 1"),
+        ({"model.neuron.gates": "fuzzy"}, "config.model.neuron.gates must be one of ('soft', 'hard')"),
+        ({"model.neuron.kind": "izhikevich"}, "config.model.neuron.kind must be one of"),
+        ({"model.kwargs": {"no_such_option": 1}}, "config.model.kwargs is invalid"),
+        ({"optim.momentum": 1.0}, "config.optim.momentum must be in [0, 1)"),
+        ({"optim.step_schedule_per": "month"}, "config.optim.step_schedule_per must be one of"),
+    ],
+)
+def test_invalid_values_are_rejected_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        validate_config(small_config(**overrides))
+    assert message in str(error.value)
+
+
+def test_batch_sizes_must_divide_over_the_devices():
+    validate_config(small_config(parallel="pmap", batch_size=8, eval_batch_size=8), device_count=4)
+    with pytest.raises(ConfigError, match=r"config.batch_size=6 must be divisible by the 4 devices"):
+        validate_config(small_config(parallel="mesh", batch_size=6), device_count=4)
+    with pytest.raises(ConfigError, match=r"config.eval_batch_size=10 must be divisible by the 4 devices"):
+        validate_config(small_config(parallel="pmap", eval_batch_size=10), device_count=4)
+    validate_config(small_config(parallel="none", batch_size=6), device_count=4)  # one device used
+    with pytest.raises(ConfigError, match="cannot run on 2 processes"):
+        validate_config(small_config(parallel="none"), process_count=2)
+
+
+def test_default_config_is_valid():
+    from configs import default
+
+    validate_config(default.get_config())
+
+
+def test_help_explains_the_flags_and_lists_the_config(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        glif_train("--help", capsys=capsys)
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("--config FILE", "--config.<key>=<value>", "--workdir DIR", "--resume", "--distributed",
+                 "python -m train", "metrics.jsonl", "half_precision", "parallel"):
+        assert text in out
+    with pytest.raises(SystemExit):
+        glif_train("--config", DEFAULT_CONFIG, "--help", capsys=capsys)
+    out = capsys.readouterr().out
+    assert "config.model.time_steps = 4" in out
+    assert "config.model.neuron.kind = 'glif'" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.foo=1"], "unknown config key --config.foo: the config has no field 'foo'"),
+        (["--config.model.nme=x"], "unknown config key --config.model.nme: the config has no field 'nme'"),
+        (["--config.num_epochs=abc"], "--config.num_epochs=abc"),
+        (["--config.model.time_steps=0"], "config.model.time_steps must be an integer >= 1, got 0"),
+        (["--config.model.name=resnet_9000"], "config.model.name must be one of"),
+        (["--config.dataset.name=mnist"], "config.dataset.name must be one of"),
+        (["--config.batch_size=0"], "config.batch_size must be an integer >= 1"),
+        (["unexpected"], "unexpected arguments: unexpected"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_a_message(args, message, capsys, tmp_path):
+    code, _, err = glif_train("--config", DEFAULT_CONFIG, "--workdir", str(tmp_path), *args, capsys=capsys)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "checkpoints").exists()  # rejected before any work
+
+
+def test_missing_flags_and_files_exit_2(capsys, tmp_path):
+    code, _, err = glif_train("--config", DEFAULT_CONFIG, capsys=capsys)
+    assert code == 2 and "--workdir DIR is required" in err
+    code, _, err = glif_train("--workdir", str(tmp_path), capsys=capsys)
+    assert code == 2 and "--config FILE is required" in err
+    code, _, err = glif_train("--config", str(tmp_path / "nope.py"), "--workdir", str(tmp_path), capsys=capsys)
+    assert code == 2 and "nope.py" in err
+
+
+def test_eval_of_a_directory_without_a_run_is_a_clear_error(capsys, tmp_path):
+    code = cli._run("glif-eval", cli._eval, ["glif-eval", "--workdir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "no config.json" in err
+    code = cli._run("glif-eval", cli._eval, ["glif-eval"])
+    assert code == 2 and "--workdir DIR is required" in capsys.readouterr().err
+
+
+def test_plot_dispatches_to_the_analysis_cli(monkeypatch):
+    calls = []
+    fake = types.ModuleType("glif_jax.analysis.cli")
+    fake.main = lambda argv: calls.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "glif_jax.analysis.cli", fake)
+    import glif_jax.analysis as analysis_package
+
+    monkeypatch.setattr(analysis_package, "cli", fake, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.plot_main(["glif-plot", "--workdir", "w"])
+    assert exit_info.value.code == 0
+    assert calls == [["--workdir", "w"]]
+
+
+def test_python_dash_m_train_is_the_train_command():
+    result = subprocess.run([sys.executable, "-m", "train", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0
+    assert "usage: glif-train" in result.stdout

@@ -1,0 +1,141 @@
+"""train.train: the loop's outputs, reproducibility and exact resume (issues 4 and 5).
+
+Runs `train_and_evaluate` on the stand-ins of tests/train_standins.py (a BatchNorm
+ConvNet on in-memory data): 2-3 epochs of 4 steps of batch 8.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from glif_jax.checkpoint import CheckpointError, Checkpointer
+from train.state import TrainState
+from train.train import evaluate_checkpoint, initial_state, train_and_evaluate
+from train.writers import METRICS_FILE
+from tests.train_standins import Interrupted, make_experiment, small_config
+
+NUM_EPOCHS = 3
+STEPS_PER_EPOCH = 4
+
+
+def run(workdir, *, resume=False, interrupt_at_batch=None, **overrides):
+    config = small_config(num_epochs=NUM_EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, **overrides)
+    experiment = make_experiment(config, interrupt_at_batch=interrupt_at_batch)
+    return train_and_evaluate(config, workdir, resume=resume, experiment=experiment)
+
+
+def final_state(workdir, **overrides) -> TrainState:
+    config = small_config(num_epochs=NUM_EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, **overrides)
+    with Checkpointer(workdir / "checkpoints", read_only=True) as checkpointer:
+        state, _ = checkpointer.restore(initial_state(config, make_experiment(config)))
+    return state
+
+
+def records(workdir):
+    return [json.loads(line) for line in (workdir / METRICS_FILE).read_text().splitlines()]
+
+
+def assert_bit_identical(actual, expected):
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    for got, want in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted run: its workdir and the returned metrics."""
+    workdir = tmp_path_factory.mktemp("reference")
+    return workdir, run(workdir)
+
+
+def test_run_writes_metrics_tensorboard_config_and_checkpoints(reference_run):
+    workdir, results = reference_run
+    logged = records(workdir)
+    train_steps = [r["step"] for r in logged if r["split"] == "train"]
+    eval_steps = [r["step"] for r in logged if r["split"] == "eval"]
+    assert train_steps == list(range(2, 13, 2))  # log_every_steps=2
+    assert eval_steps == [4, 8, 12]  # every epoch
+    for record in logged:
+        assert {"loss", "top1", "top5"} <= set(record)
+    assert {"images_per_second", "lr/weights"} <= set(logged[0])
+    last_eval = [r for r in logged if r["split"] == "eval"][-1]
+    assert results["eval_top1"] == pytest.approx(last_eval["top1"])
+    assert results["eval_count"] == 20  # the whole eval split, last batch padded
+    assert results["step"] == 12 and results["epoch"] == NUM_EPOCHS
+    assert results["best_eval_top1"] == pytest.approx(max(r["top1"] for r in logged if r["split"] == "eval"))
+    assert json.loads((workdir / "config.json").read_text())["num_epochs"] == NUM_EPOCHS
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(int(p.name) for p in (workdir / "checkpoints" / "latest").iterdir()) == [8, 12]  # keep=2
+    assert len(list((workdir / "checkpoints" / "best").iterdir())) == 1
+
+
+def test_tensorboard_events_hold_the_scalars(reference_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    workdir, results = reference_run
+    events = EventAccumulator(str(workdir / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/top1", "eval/top1", "eval/loss"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("eval/top1")] == [4, 8, 12]
+    assert events.Scalars("eval/top1")[-1].value == pytest.approx(results["eval_top1"])
+
+
+def test_training_learns(reference_run):
+    """Train loss falls over the run (the stand-in task is learnable)."""
+    workdir, _ = reference_run
+    losses = [r["loss"] for r in records(workdir) if r["split"] == "train"]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_same_seed_gives_bit_identical_parameters(reference_run, tmp_path):
+    workdir, _ = reference_run
+    run(tmp_path / "again")
+    assert_bit_identical(final_state(tmp_path / "again"), final_state(workdir))
+    run(tmp_path / "other_seed", seed=1)
+    other = final_state(tmp_path / "other_seed", seed=1)
+    assert not np.array_equal(other.params["Dense_0"]["kernel"], final_state(workdir).params["Dense_0"]["kernel"])
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(reference_run, tmp_path):
+    """Killed in the middle of epoch 2 (after the epoch-1 checkpoint), then resumed: the final
+    params, batch statistics, optimizer state, step and RNG key are bit-identical."""
+    workdir, results = reference_run
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(Interrupted):
+        run(interrupted, interrupt_at_batch=STEPS_PER_EPOCH + 2)
+    with pytest.raises(FileExistsError, match="--resume"):
+        run(interrupted)  # no silent restart over an existing run
+    resumed_results = run(interrupted, resume=True)
+    assert_bit_identical(final_state(interrupted), final_state(workdir))
+    assert resumed_results["eval_top1"] == results["eval_top1"]
+    assert resumed_results["eval_loss"] == results["eval_loss"]
+    steps_logged = [(r["split"], r["step"]) for r in records(interrupted)]
+    assert len(steps_logged) == len(set(steps_logged))  # redone steps were not logged twice
+    assert steps_logged == [(r["split"], r["step"]) for r in records(workdir)]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no latest checkpoint"):
+        run(tmp_path / "empty", resume=True)
+
+
+def test_resuming_a_finished_run_only_reports(reference_run, tmp_path):
+    workdir, results = reference_run
+    again = run(workdir, resume=True)
+    assert again["step"] == 12
+    assert again["eval_top1"] == pytest.approx(results["eval_top1"])
+
+
+def test_evaluate_checkpoint_reproduces_the_final_evaluation(reference_run):
+    workdir, results = reference_run
+    config = small_config(num_epochs=NUM_EPOCHS, steps_per_epoch=STEPS_PER_EPOCH)
+    latest = evaluate_checkpoint(config, workdir, which="latest", experiment=make_experiment(config))
+    assert latest["step"] == 12
+    assert latest["eval_top1"] == pytest.approx(results["eval_top1"])
+    assert latest["eval_loss"] == pytest.approx(results["eval_loss"], rel=1e-6)
+    best = evaluate_checkpoint(config, workdir, which="best", experiment=make_experiment(config))
+    assert best["eval_top1"] == pytest.approx(results["best_eval_top1"])

@@ -1,0 +1,212 @@
+"""train.steps / train.metrics / train.evaluate: the pure steps and exact metrics (SPEC §2, issue 4).
+
+References are NumPy, written from the definitions: softmax cross-entropy of the
+time-averaged logits, top-k membership, masked averages over a whole split.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from glif_jax import parallel
+from train import metrics, steps
+from train.evaluate import evaluate, pad_batch
+from train.state import create_train_state
+from tests.train_standins import IMAGE_SHAPE, NUM_CLASSES, TinyBatchNormNet, dataset
+
+
+def numpy_cross_entropy(logits, labels):
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(labels)), labels]
+
+
+def numpy_top_k(logits, labels, k):
+    order = np.argsort(-np.asarray(logits), axis=1, kind="stable")[:, :k]
+    return (order == np.asarray(labels)[:, None]).any(axis=1).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = TinyBatchNormNet()
+    optimizer = optax.sgd(0.1, momentum=0.9)
+    state = create_train_state(model, optimizer, rng=jax.random.PRNGKey(0), input_shape=IMAGE_SHAPE)
+    train_fn = jax.jit(functools.partial(steps.train_step, model=model, optimizer=optimizer))
+    eval_fn = jax.jit(functools.partial(steps.eval_step, model=model))
+    images, labels = dataset(3, 24)
+    return dict(model=model, optimizer=optimizer, state=state, train_fn=train_fn, eval_fn=eval_fn,
+                images=images, labels=labels)
+
+
+def test_cross_entropy_and_top_k_match_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(32, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 32)
+    np.testing.assert_allclose(metrics.cross_entropy(jnp.asarray(logits), jnp.asarray(labels)),
+                               numpy_cross_entropy(logits, labels), rtol=1e-5, atol=1e-6)
+    for k in (1, 5):
+        np.testing.assert_array_equal(metrics.top_k_correct(jnp.asarray(logits), jnp.asarray(labels), k),
+                                      numpy_top_k(logits, labels, k))
+    # k larger than the number of classes: always correct
+    np.testing.assert_array_equal(metrics.top_k_correct(jnp.asarray(logits[:, :3]), jnp.zeros(32, int), 5), 1.0)
+
+
+def test_ties_do_not_count_as_correct():
+    """Equal logits (e.g. an untrained or dead network) rank classes by index, like argmax:
+    only label 0 is top-1 and labels 0..4 are top-5."""
+    logits = jnp.zeros((10, 10))
+    labels = jnp.arange(10)
+    np.testing.assert_array_equal(metrics.top_k_correct(logits, labels, 1), [1] + [0] * 9)
+    np.testing.assert_array_equal(metrics.top_k_correct(logits, labels, 5), [1] * 5 + [0] * 5)
+    tied = jnp.array([[1.0, 3.0, 3.0, 0.0]])
+    np.testing.assert_array_equal(metrics.top_k_correct(tied, jnp.array([2]), 1), [0])
+    np.testing.assert_array_equal(metrics.top_k_correct(tied, jnp.array([2]), 2), [1])
+
+
+def test_masked_sums_ignore_padding():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(6, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 6)
+    mask = np.array([1, 1, 1, 1, 0, 0], np.float32)
+    sums = metrics.batch_sums(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(mask))
+    assert float(sums["count"]) == 4
+    np.testing.assert_allclose(float(sums["loss"]), numpy_cross_entropy(logits[:4], labels[:4]).sum(), rtol=1e-5)
+    assert float(sums["top1"]) == numpy_top_k(logits[:4], labels[:4], 1).sum()
+
+
+def test_mean_accumulator_is_exact_over_uneven_batches():
+    totals = metrics.MeanAccumulator()
+    totals.add({"top1": 3.0, "count": 4.0})
+    totals.add({"top1": 1.0, "count": 1.0})
+    assert totals.result() == {"top1": 4.0 / 5.0, "count": 5.0}
+    with pytest.raises(ValueError, match="no examples"):
+        metrics.MeanAccumulator().result()
+
+
+def test_train_step_loss_is_cross_entropy_of_the_model_logits(tiny):
+    """The reported loss sum is the NumPy cross-entropy of the logits the model gives in train
+    mode; the update is SGD on the gradient of the mean of that loss."""
+    state, batch = tiny["state"], {"image": tiny["images"][:8], "label": tiny["labels"][:8]}
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits, _ = tiny["model"].apply(variables, batch["image"], train=True, mutable=["batch_stats"])
+    new_state, sums = tiny["train_fn"](state, batch)
+    np.testing.assert_allclose(float(sums["loss"]), numpy_cross_entropy(logits, batch["label"]).sum(), rtol=1e-5)
+    assert float(sums["top1"]) == numpy_top_k(logits, batch["label"], 1).sum()
+    assert float(sums["count"]) == 8
+    assert int(new_state.step) == 1
+
+    def mean_loss(params):
+        out, _ = tiny["model"].apply({"params": params, "batch_stats": state.batch_stats}, batch["image"],
+                                     train=True, mutable=["batch_stats"])
+        return jnp.mean(-jax.nn.log_softmax(out)[jnp.arange(8), batch["label"]])
+
+    grads = jax.grad(mean_loss)(state.params)  # first momentum step: update = -lr * grad
+    expected = jax.tree.map(lambda p, g: p - 0.1 * g, state.params, grads)
+    for got, want in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_train_step_updates_running_statistics_and_is_pure(tiny):
+    state, batch = tiny["state"], {"image": tiny["images"][:8], "label": tiny["labels"][:8]}
+    first_state, first_sums = tiny["train_fn"](state, batch)
+    again_state, again_sums = tiny["train_fn"](state, batch)
+    for got, want in zip(jax.tree.leaves((again_state, again_sums)), jax.tree.leaves((first_state, first_sums))):
+        np.testing.assert_array_equal(got, want)
+    mean_before = state.batch_stats["BatchNorm_0"]["mean"]
+    mean_after = first_state.batch_stats["BatchNorm_0"]["mean"]
+    assert not np.allclose(mean_before, mean_after)
+
+
+def test_eval_uses_running_statistics(tiny):
+    """Eval mode: an example's logits do not depend on the rest of its batch."""
+    state = tiny["state"]
+    images, labels = tiny["images"], tiny["labels"]
+    alone = tiny["eval_fn"](state, {"image": images[:1], "label": labels[:1]})
+    batched = tiny["eval_fn"](state, {"image": images[:8], "label": labels[:8],
+                                      "mask": np.eye(1, 8, dtype=np.float32)[0]})
+    np.testing.assert_allclose(float(batched["loss"]), float(alone["loss"]), rtol=1e-6)
+
+
+def test_evaluate_pads_partial_batches_and_is_exact(tiny):
+    """Batches of 8, 8, 5 rows (no mask) give the exact loss/accuracy over all 21 examples."""
+    state = tiny["state"]
+    images, labels = tiny["images"][:21], tiny["labels"][:21]
+    batches = [{"image": images[i:i + 8], "label": labels[i:i + 8]} for i in range(0, 21, 8)]
+    result = evaluate(tiny["eval_fn"], state, batches, strategy=parallel.SingleDevice(), batch_size=8)
+    logits = tiny["model"].apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
+    assert result["count"] == 21
+    np.testing.assert_allclose(result["loss"], numpy_cross_entropy(logits, labels).mean(), rtol=1e-5)
+    assert result["top1"] == pytest.approx(numpy_top_k(logits, labels, 1).mean())
+    assert result["top5"] == 1.0  # 4 classes: always in the top 5
+
+
+def test_pad_batch_keeps_existing_mask():
+    batch = {"image": np.ones((3, 2), np.float32), "label": np.arange(3, dtype=np.int32),
+             "mask": np.array([1, 1, 0], np.float32)}
+    padded = pad_batch(batch, 5)
+    np.testing.assert_array_equal(padded["mask"], [1, 1, 0, 0, 0])
+    assert padded["image"].shape == (5, 2) and padded["label"].dtype == np.int32
+    with pytest.raises(ValueError, match="more than the eval batch size"):
+        pad_batch(batch, 2)
+
+
+def test_half_precision_computes_in_bfloat16_with_float32_params_and_loss(tiny):
+    model = TinyBatchNormNet(dtype=jnp.bfloat16)
+    optimizer = optax.sgd(0.1)
+    state = create_train_state(model, optimizer, rng=jax.random.PRNGKey(0), input_shape=IMAGE_SHAPE)
+    step = functools.partial(steps.train_step, model=model, optimizer=optimizer)
+    batch = {"image": tiny["images"][:8], "label": tiny["labels"][:8]}
+    assert "bf16" in str(jax.make_jaxpr(step)(state, batch))
+    new_state, sums = jax.jit(step)(state, batch)
+    assert {leaf.dtype for leaf in jax.tree.leaves(new_state.params)} == {jnp.dtype(jnp.float32)}
+    assert sums["loss"].dtype == jnp.float32
+    assert np.isfinite(float(sums["loss"]))
+
+
+class FakeSpikingLayer(nn.Module):
+    """Sows `rates` [T, C] the way the GLIF module does (here: a sigmoid, broadcast over T=2)."""
+
+    scale: float
+
+    @nn.compact
+    def __call__(self, x):
+        rates = jnp.broadcast_to(jax.nn.sigmoid(self.scale * x).mean(axis=0), (2, x.shape[-1]))
+        if self.is_mutable_collection("spike_stats"):
+            self.sow("spike_stats", "rates", rates, init_fn=lambda: None, reduce_fn=lambda _, new: new)
+        return x
+
+
+class SowingNet(nn.Module):
+    @nn.compact
+    def __call__(self, images, train: bool):
+        x = nn.Dense(3)(images.reshape(images.shape[0], -1))
+        x = FakeSpikingLayer(1.0, name="glif1")(x)
+        x = FakeSpikingLayer(0.5, name="glif2")(x)
+        return nn.Dense(NUM_CLASSES)(x)
+
+
+def test_spike_stats_are_logged_only_when_asked(tiny):
+    model, optimizer = SowingNet(), optax.sgd(0.0)
+    state = create_train_state(model, optimizer, rng=jax.random.PRNGKey(0), input_shape=IMAGE_SHAPE)
+    batch = {"image": tiny["images"][:8], "label": tiny["labels"][:8]}
+    _, plain = steps.train_step(state, batch, model=model, optimizer=optimizer)
+    assert not any(name.startswith("spikes/") for name in plain)
+    _, sums = steps.train_step(state, batch, model=model, optimizer=optimizer, spike_stats=True)
+    x = np.asarray(batch["image"]).reshape(8, -1) @ np.asarray(state.params["Dense_0"]["kernel"])
+    x = x + np.asarray(state.params["Dense_0"]["bias"])
+    expected = {"glif1": (1 / (1 + np.exp(-x))).mean(), "glif2": (1 / (1 + np.exp(-0.5 * x))).mean()}
+    for layer, rate in expected.items():
+        np.testing.assert_allclose(float(sums[f"spikes/{layer}/rate"]) / 8, rate, rtol=1e-5)
+    np.testing.assert_allclose(float(sums["spikes/network/rate"]) / 8, np.mean(list(expected.values())), rtol=1e-5)
+    eval_sums = steps.eval_step(state, batch, model=model, spike_stats=True)
+    for layer, rate in expected.items():
+        np.testing.assert_allclose(float(eval_sums[f"spikes/{layer}/rate"]) / 8, rate, rtol=1e-5)
+    assert not any(name.startswith("spikes/") for name in steps.eval_step(state, batch, model=model))

@@ -1,0 +1,127 @@
+"""Small stand-ins for the training-system tests: a BatchNorm ConvNet, in-memory data, a config.
+
+They let tests/test_train*.py, test_checkpoint.py and test_parallel.py exercise the loop
+without the real models and data floors (and in a fraction of their compile time).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from train.experiment import Experiment, epoch_seed
+
+IMAGE_SHAPE = (6, 6, 2)
+NUM_CLASSES = 4
+
+
+class TinyBatchNormNet(nn.Module):
+    """conv3x3(4) -> BatchNorm -> relu -> mean over space -> dense: logits [B, classes] float32.
+
+    ``bn_axis_name`` averages the batch statistics over a pmap axis, as the real models'
+    tdBN does; ``dtype`` is the compute dtype.
+    """
+
+    num_classes: int = NUM_CLASSES
+    bn_axis_name: str | None = None
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, train: bool):
+        x = nn.Conv(4, (3, 3), use_bias=False, dtype=self.dtype)(images)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
+                         dtype=self.dtype)(x)
+        x = nn.relu(x).mean(axis=(1, 2))
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+
+
+def dataset(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable toy split: each class brightens a different channel/half of the image."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, NUM_CLASSES, size).astype(np.int32)
+    images = rng.normal(0.0, 0.5, (size, *IMAGE_SHAPE)).astype(np.float32)
+    for label in range(NUM_CLASSES):
+        rows = labels == label
+        channel, half = divmod(label, 2)
+        images[rows, half * 3:(half + 1) * 3, :, channel] += 1.5
+    return images, labels
+
+
+class Interrupted(Exception):
+    """Raised by the stand-in data to simulate a run killed mid-way."""
+
+
+def make_experiment(
+    config: ml_collections.ConfigDict,
+    *,
+    bn_axis_name: str | None = None,
+    train_size: int = 64,
+    eval_size: int = 20,
+    interrupt_at_batch: int | None = None,
+) -> Experiment:
+    """An ``Experiment`` over in-memory data whose order depends on ``(config.seed, epoch)``.
+
+    ``interrupt_at_batch``: raise ``Interrupted`` when the run asks for its n-th train batch
+    (counted over the whole run, from 0) — a kill in the middle of training.
+    """
+    train_images, train_labels = dataset(1, train_size)
+    eval_images, eval_labels = dataset(2, eval_size)
+    served = [0]
+
+    def train_batches(epoch):
+        order = np.random.default_rng(epoch_seed(config.seed, epoch)).permutation(train_size)
+        while True:
+            for start in range(0, train_size - config.batch_size + 1, config.batch_size):
+                if interrupt_at_batch is not None and served[0] == interrupt_at_batch:
+                    raise Interrupted(f"simulated kill at batch {served[0]}")
+                served[0] += 1
+                rows = order[start:start + config.batch_size]
+                yield {"image": train_images[rows], "label": train_labels[rows]}
+
+    def eval_batches():
+        for start in range(0, eval_size, config.eval_batch_size):  # last batch partial, no mask
+            stop = start + config.eval_batch_size
+            yield {"image": eval_images[start:stop], "label": eval_labels[start:stop]}
+
+    steps_per_epoch = config.steps_per_epoch or train_size // config.batch_size
+    schedule = optax.cosine_decay_schedule(config.optim.base_lr, config.num_epochs * steps_per_epoch)
+    dtype = jnp.bfloat16 if config.half_precision else jnp.float32
+    return Experiment(
+        model=TinyBatchNormNet(bn_axis_name=bn_axis_name, dtype=dtype),
+        optimizer=optax.sgd(schedule, momentum=config.optim.momentum),
+        num_classes=NUM_CLASSES,
+        input_shape=IMAGE_SHAPE,
+        steps_per_epoch=steps_per_epoch,
+        train_batches=train_batches,
+        eval_batches=eval_batches,
+        learning_rates=lambda step: {"weights": float(schedule(step))},
+    )
+
+
+def small_config(**overrides) -> ml_collections.ConfigDict:
+    """A locked config of the shared schema (CONTRACTS.md) sized for the stand-ins."""
+    config = ml_collections.ConfigDict(dict(
+        seed=0, num_epochs=2, batch_size=8, eval_batch_size=8, steps_per_epoch=4, eval_steps=None,
+        dataset=dict(name="digits", data_dir=None, train_path=None, eval_path=None, normalization=None,
+                     augment=False, cache_dir=None, prefetch=0),
+        model=dict(name="tiny_convnet", time_steps=2, channel_wise=True, init="cifar",
+                   neuron=dict(kind="glif", gates="soft", static_gates=False, static_primitives=False,
+                               surrogate="rectangular", surrogate_width=None),
+                   kwargs={}),
+        optim=dict(base_lr=0.1, momentum=0.9, weight_decay=0.0, gate_lr_scale=1.0, primitive_lr_scale=1.0,
+                   cosine_period_epochs=None, step_schedule_per="step", nesterov=False),
+        half_precision=False, parallel="none",
+        checkpoint={"every_epochs": 1, "keep": 2, "async_save": True},
+        log_every_steps=2, spike_stats=False,
+    ))
+    for key, value in overrides.items():
+        target = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target[parent]
+        target[leaf] = value
+    config.lock()
+    return config

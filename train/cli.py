@@ -1,0 +1,272 @@
+"""Command lines: ``glif-train`` (= ``python -m train``), ``glif-eval`` and ``glif-plot``.
+
+Flags are absl flags with ``ml_collections.config_flags``: ``--config FILE`` loads a
+config file's ``get_config()``, ``--config.<key>=<value>`` overrides one value. Each
+command parses its own ``FlagValues``, so ``--help`` lists only its flags, and bad
+input ends the program with exit status 2 and a one-line message (no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+TRAIN_USAGE = """\
+usage: glif-train --config configs/<name>.py --workdir DIR [--config.<key>=<value> ...]
+                  [--resume] [--distributed]
+       (python -m train takes the same flags)
+
+Trains the model, dataset and recipe a config file describes, evaluating on the test
+split after every epoch, and prints the final test accuracy.
+
+  --config FILE            a Python file with get_config() -> ConfigDict (configs/*.py;
+                           configs/default.py: digits + tiny_convnet, minutes on a CPU).
+  --config.<key>=<value>   override one config value, e.g. --config.num_epochs=3
+                           --config.batch_size=128 --config.model.time_steps=2
+                           --config.model.neuron.gates=hard --config.half_precision=True
+                           --config.parallel=mesh --config.dataset.data_dir=/data
+                           Unknown keys and invalid values are rejected. Show every key
+                           and its value with: glif-train --config FILE --help
+  --workdir DIR            where the run lives: config.json, metrics.jsonl (one JSON
+                           record per log: step, split, loss, top1, top5, images_per_second,
+                           lr/<group>), tensorboard/ (tensorboard --logdir DIR),
+                           checkpoints/latest (the last checkpoint.keep) and checkpoints/best.
+  --resume                 continue the run in DIR from its newest checkpoint; the result is
+                           identical to an uninterrupted run. Without it, a DIR that already
+                           holds checkpoints is refused.
+  --distributed            call jax.distributed.initialize() first (multi-host runs; also
+                           automatic when JAX_COORDINATOR_ADDRESS is set). Every process runs
+                           the same command; each reads its own shard of the data.
+
+Important config keys: seed, num_epochs, batch_size (global, all devices),
+eval_batch_size, steps_per_epoch (None = dataset size // batch_size), eval_steps (None =
+whole test split), log_every_steps, half_precision (bfloat16 compute, float32 params),
+parallel ("none" | "pmap" | "mesh": data parallel over all devices), spike_stats (log
+per-layer firing rates), checkpoint.every_epochs / keep / async, model.* (name,
+time_steps, neuron.kind/gates/...), dataset.* (name, data_dir, augment), optim.* (base_lr,
+momentum, weight_decay, gate_lr_scale, cosine_period_epochs, step_schedule_per).
+"""
+
+EVAL_USAGE = """\
+usage: glif-eval --workdir DIR [--checkpoint best|latest] [--step N] [--config.<key>=<value> ...]
+
+Evaluates a checkpoint of a glif-train run on the test split and prints loss, top-1 and
+top-5 accuracy. The run's config is read from DIR/config.json; --config.<key>=<value>
+overrides values of it (e.g. --config.dataset.data_dir=/data --config.eval_batch_size=200
+--config.parallel=none).
+
+  --workdir DIR            the glif-train work directory.
+  --checkpoint best|latest which checkpoint (default: best, the best eval top-1).
+  --step N                 a specific step of that kind instead of the newest.
+  --distributed            call jax.distributed.initialize() first (multi-host).
+"""
+
+
+class UsageError(Exception):
+    """Bad command line; the message is printed after the program name."""
+
+
+# ---- entry points ----------------------------------------------------------------------
+def train_main(argv: Sequence[str] | None = None) -> None:
+    """``glif-train``: parse, validate, train, print the final accuracy."""
+    sys.exit(_run("glif-train", _train, sys.argv if argv is None else list(argv)))
+
+
+def eval_main(argv: Sequence[str] | None = None) -> None:
+    """``glif-eval``: evaluate a checkpoint of a workdir."""
+    sys.exit(_run("glif-eval", _eval, sys.argv if argv is None else list(argv)))
+
+
+def plot_main(argv: Sequence[str] | None = None) -> None:
+    """``glif-plot``: the learned-parameter figures (SPEC §7), from ``glif_jax.analysis.cli``."""
+    try:
+        from glif_jax.analysis import cli as analysis_cli
+    except ImportError as error:
+        print(f"glif-plot: the analysis package is not available ({error})", file=sys.stderr)
+        sys.exit(EXIT_FAILURE)
+    argv = sys.argv if argv is None else list(argv)
+    sys.exit(analysis_cli.main(argv[1:]))
+
+
+def _run(program: str, command: Callable[[list[str]], Any], argv: list[str]) -> int:
+    from glif_jax.checkpoint import CheckpointError
+    from train.validation import ConfigError
+
+    _setup_logging()
+    try:
+        command(argv)
+    except (UsageError, ConfigError, flags.Error) as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        print(f"(see {program} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except (CheckpointError, FileExistsError, FileNotFoundError) as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted (continue with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(  # force: replace the handler absl puts on the root logger
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("absl", "jax", "orbax", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ---- glif-train ------------------------------------------------------------------------
+def _train(argv: list[str]) -> None:
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", None, "config file (configs/<name>.py)", flag_values=values, sys_argv=argv
+    )
+    flags.DEFINE_string("workdir", None, "work directory of the run", flag_values=values)
+    flags.DEFINE_bool("resume", False, "continue from the newest checkpoint in --workdir", flag_values=values)
+    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
+    _parse(values, argv, TRAIN_USAGE)
+    if values["config"].value is None:
+        raise UsageError("--config FILE is required")
+    config = _loaded_config(values)
+    if not values.workdir:
+        raise UsageError("--workdir DIR is required")
+
+    from glif_jax import parallel
+
+    parallel.initialize_distributed(force=values.distributed)
+    from train.train import train_and_evaluate
+
+    results = train_and_evaluate(config, Path(values.workdir), resume=values.resume)
+    print(_summary("final test", results), flush=True)
+    print(json.dumps({"final": results}, sort_keys=True), flush=True)
+
+
+# ---- glif-eval -------------------------------------------------------------------------
+def _eval(argv: list[str]) -> None:
+    from glif_jax.checkpoint import load_config
+
+    workdir = _prescan(argv, "workdir")
+    if "-h" in argv or "--help" in argv:
+        print(EVAL_USAGE)
+        raise SystemExit(0)
+    if not workdir:
+        raise UsageError("--workdir DIR is required")
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_dict(
+        "config", load_config(workdir), "the run's config (overridable)", flag_values=values, sys_argv=argv
+    )
+    flags.DEFINE_string("workdir", None, "work directory of a glif-train run", flag_values=values)
+    flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "which checkpoint", flag_values=values)
+    flags.DEFINE_integer("step", None, "step of the checkpoint (default: newest)", flag_values=values)
+    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
+    _parse(values, argv, EVAL_USAGE)
+
+    from glif_jax import parallel
+
+    parallel.initialize_distributed(force=values.distributed)
+    from train.train import evaluate_checkpoint
+
+    results = evaluate_checkpoint(values.config, Path(values.workdir), which=values.checkpoint, step=values.step)
+    print(_summary(f"{values.checkpoint} checkpoint (step {results['step']}), test", results), flush=True)
+    print(json.dumps({"eval": results}, sort_keys=True), flush=True)
+
+
+# ---- parsing helpers -------------------------------------------------------------------
+def _parse(values: flags.FlagValues, argv: list[str], usage: str) -> None:
+    """Parses ``argv`` into ``values``; ``--help`` prints the usage (and the config) and exits."""
+    if "-h" in argv or "--help" in argv or "--helpfull" in argv:
+        values.mark_as_parsed()
+        print(usage)
+        config_path = _prescan(argv, "config")
+        if config_path:
+            values.unparse_flags()
+            _parse_without_help(values, argv)
+            print(f"config keys and values of {config_path}:\n")
+            print(_describe_config(_loaded_config(values)))
+        raise SystemExit(0)
+    _parse_without_help(values, argv)
+
+
+def _parse_without_help(values: flags.FlagValues, argv: list[str]) -> None:
+    argv = [arg for arg in argv if arg not in ("-h", "--help", "--helpfull")]
+    try:
+        remaining = values(argv)
+    except (AttributeError, KeyError) as error:  # config_flags: override of an unknown key
+        raise UsageError(_unknown_key_message(argv, error)) from None
+    except flags.IllegalFlagValueError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:  # config file missing or failing to load
+        raise UsageError(str(error)) from None
+    if len(remaining) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(remaining[1:])}")
+
+
+def _loaded_config(values: flags.FlagValues) -> ml_collections.ConfigDict:
+    """The ``--config`` ConfigDict; a file that failed to load becomes a ``UsageError``."""
+    config = values.config
+    if isinstance(config, ml_collections.ConfigDict):
+        return config
+    try:
+        config.get("seed")  # config_flags' stand-in for a failed load re-raises the load error
+    except Exception as error:  # noqa: BLE001 - any failure of the user's config file
+        raise UsageError(str(error)) from None
+    raise UsageError(f"--config: get_config() must return a ConfigDict, got {type(config).__name__}")
+
+
+def _prescan(argv: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` / ``--name=VALUE`` in ``argv`` before real parsing."""
+    for index, arg in enumerate(argv):
+        if arg == f"--{name}" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _unknown_key_message(argv: list[str], error: Exception) -> str:
+    """Names the ``--config.<key>`` override whose key the config does not have."""
+    detail: Any = error
+    while isinstance(detail, BaseException) and detail.args:
+        detail = detail.args[0]
+    detail = str(detail)
+    unknown = detail.split("'")[1] if detail.count("'") >= 2 else detail
+    overrides = [arg.split("=", 1)[0][2:] for arg in argv if arg.startswith("--config.")]
+    culprits = [key for key in overrides if unknown in key.split(".")[1:]] or overrides
+    hint = " ".join(line.strip() for line in detail.splitlines()[1:])
+    return (
+        f"unknown config key --{culprits[0]}: the config has no field {unknown!r}. "
+        + (hint + " " if hint else "")
+        + "List the keys with: --config FILE --help"
+    )
+
+
+def _describe_config(config: Any, prefix: str = "config.") -> str:
+    lines = []
+    for key, value in sorted(config.items()):
+        if hasattr(value, "items"):
+            lines.append(_describe_config(value, f"{prefix}{key}."))
+        else:
+            lines.append(f"  {prefix}{key} = {value!r}")
+    return "\n".join(line for line in lines if line)
+
+
+def _summary(label: str, results: dict[str, float]) -> str:
+    text = (
+        f"{label}: top-1 {100 * results['eval_top1']:.2f}%  top-5 {100 * results['eval_top5']:.2f}%  "
+        f"loss {results['eval_loss']:.4f}  ({int(results['eval_count'])} examples)"
+    )
+    if "best_eval_top1" in results:
+        text += f"  best top-1 {100 * results['best_eval_top1']:.2f}%"
+    return text

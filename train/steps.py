@@ -1,0 +1,120 @@
+"""The pure train and eval steps (compiled by a ``glif_jax.parallel`` strategy).
+
+Both take ``(state, batch)`` and static keyword arguments (bind them with
+``functools.partial`` before compiling). ``batch`` is ``{"image": [B, ...] float32,
+"label": [B] int32}``; eval batches may add ``"mask": [B]`` (1 = real example, 0 = padding).
+
+Both return metric *sums* over the batch (``loss``, ``top1``, ``top5``, ``count``, and
+``spikes/<layer>/...`` when asked), summed over devices too when ``axis_name`` is given;
+divide by ``count`` on the host (``train.metrics.MeanAccumulator``).
+
+``axis_name`` is the pmap axis (``glif_jax.parallel.AXIS_NAME``) or None. With it, the
+gradients are averaged over devices before the update, the new batch statistics are
+averaged (they are already equal when the model averages tdBN statistics over the same
+axis; this keeps replicas identical otherwise) and the metric sums are summed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from glif_jax.analysis.spikes import spike_metrics
+from train import metrics as metrics_lib
+from train.state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+def _variables(state: TrainState, params: Any) -> dict[str, Any]:
+    variables = {"params": params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    return variables
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    axis_name: str | None = None,
+    spike_stats: bool = False,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD step on the mean cross-entropy of the time-averaged logits.
+
+    The model runs in train mode (tdBN on batch statistics, running statistics updated).
+    Its compute dtype is the model's own (bfloat16 under ``half_precision``); the logits,
+    the loss and the gradients of the float32 parameters are float32. Train batches are
+    full (no padding): a "mask" entry, if present, is ignored.
+    """
+    step_rng = jax.random.fold_in(state.rng, state.step)
+    mutable = ["batch_stats", "spike_stats"] if spike_stats else ["batch_stats"]
+
+    def loss_fn(params):
+        logits, updates = model.apply(
+            _variables(state, params),
+            batch["image"],
+            train=True,
+            mutable=mutable,
+            rngs={"dropout": step_rng},
+        )
+        logits = logits.astype(jnp.float32)
+        loss = jnp.mean(metrics_lib.cross_entropy(logits, batch["label"]))
+        return loss, (logits, updates)
+
+    (_, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    batch_stats = updates.get("batch_stats", state.batch_stats)
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+        batch_stats = jax.lax.pmean(batch_stats, axis_name)
+
+    param_updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, param_updates),
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+    )
+
+    sums = metrics_lib.batch_sums(logits, batch["label"])
+    if spike_stats:
+        sums.update(_spike_sums(updates, sums["count"]))
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    return new_state, sums
+
+
+def eval_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    model: nn.Module,
+    axis_name: str | None = None,
+    spike_stats: bool = False,
+) -> dict[str, jax.Array]:
+    """Metric sums of the model in eval mode (tdBN on running statistics), padding masked.
+
+    With ``spike_stats`` the firing statistics of every GLIF layer are added; the zero
+    images that pad a last partial batch count in that batch's rates.
+    """
+    variables = _variables(state, state.params)
+    if spike_stats:
+        logits, updates = model.apply(variables, batch["image"], train=False, mutable=["spike_stats"])
+    else:
+        logits, updates = model.apply(variables, batch["image"], train=False), {}
+    sums = metrics_lib.batch_sums(logits.astype(jnp.float32), batch["label"], batch.get("mask"))
+    sums.update(_spike_sums(updates, sums["count"]))
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    return sums
+
+
+def _spike_sums(updates: dict, count: jax.Array) -> dict[str, jax.Array]:
+    """Per-layer spike statistics (``spikes/<layer>/...``) weighted by the batch's example count."""
+    return {name: value * count for name, value in spike_metrics(updates.get("spike_stats", {})).items()}
