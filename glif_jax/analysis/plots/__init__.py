@@ -1,0 +1,1 @@
+"""Figures of the learned GLIF parameters and firing rates (matplotlib, no pyplot)."""

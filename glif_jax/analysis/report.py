@@ -1,0 +1,163 @@
+"""Everything ``glif-plot`` writes for one run: figures (PNG, optionally PDF) and tidy tables.
+
+    written = write_report("/tmp/run", "/tmp/run/figures")
+
+Files in the output directory:
+
+- ``gates.png``: α, β, γ per layer, distribution over channels, initial range shaded (Fig. 1);
+- ``primitives.png``: V_th, V_re, τ_exp, τ_lin, same style, initial value dashed (Fig. 2);
+- ``conductance.png``: g^t per layer and time step;
+- ``evolution.png``: median and interquartile range per layer vs epoch, from the
+  initialisation over every checkpoint of the run;
+- ``firing_rates.png``: firing rates per layer and time step, silent/saturated channels, on
+  one batch of the evaluation split (skipped with a message if the dataset is unavailable);
+- ``learned_values.csv|json``: every constrained value of the described checkpoint (tidy);
+- ``learned_summary.csv|json``: per checkpoint, layer and parameter: quantiles over channels;
+- ``firing_rates.csv``: rate per layer, time step and channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from glif_jax.analysis import run_model
+from glif_jax.analysis.extraction import NeuronLayer, neuron_layers
+from glif_jax.analysis.initial import initial_distributions
+from glif_jax.analysis.plots.distributions import plot_conductance, plot_gates, plot_primitives
+from glif_jax.analysis.plots.evolution import plot_evolution
+from glif_jax.analysis.plots.firing import plot_firing_rates
+from glif_jax.analysis.plots.style import save_figure
+from glif_jax.analysis.runs import LoadedCheckpoint, Run, load_checkpoint, open_run
+from glif_jax.analysis.spikes import firing_rates
+from glif_jax.analysis.tables import rates_table, summary_table, values_table, write_table
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportOptions:
+    """which/step: the checkpoint to describe when a work directory is given; formats: "png",
+    "pdf"; batch_size: eval examples for the firing rates (0 = no firing-rate figure);
+    data_dir: overrides ``config.dataset.data_dir``."""
+
+    which: str = "latest"
+    step: int | None = None
+    formats: tuple[str, ...] = ("png",)
+    batch_size: int = 32
+    data_dir: str | None = None
+
+
+def _run_label(run: Run, checkpoint: LoadedCheckpoint) -> str:
+    ref = checkpoint.ref
+    where = f"{ref.kind} checkpoint, step {ref.step}"
+    if checkpoint.epoch is not None:
+        where += f" (epoch {checkpoint.epoch:g})"
+    if run.config is None:
+        return where
+    model = run.config.model
+    neuron = model.neuron
+    kind = neuron.kind + (", hard gates" if neuron.get("gates", "soft") == "hard" else "")
+    granularity = "channel-wise" if model.get("channel_wise", True) else "layer-wise"
+    return (f"{model.name} ({kind}, {granularity}) on {run.config.dataset.name}, T={model.time_steps} — {where}")
+
+
+def write_report(path: str | Path, out: str | Path, options: ReportOptions = ReportOptions(),
+                 say: Callable[[str], None] = print) -> list[Path]:
+    """Reads the run at ``path`` and writes the figures and tables listed in the module doc to
+    ``out``; ``say`` receives one line per file and per skipped figure. Returns the written paths."""
+    out = Path(out)
+    run = open_run(path, which=options.which, step=options.step)
+    checkpoint = load_checkpoint(run.selected)
+    config = run.config
+    written: list[Path] = []
+
+    def save(figure, stem: str) -> None:
+        paths = save_figure(figure, out, stem, options.formats)
+        written.extend(paths)
+        for saved in paths:
+            say(f"wrote {saved}")
+
+    images, num_classes, data_problem = None, None, None
+    if config is not None and options.batch_size > 0:
+        try:
+            images, num_classes = run_model.eval_batch(config, options.batch_size, options.data_dir)
+        except (OSError, ImportError, ValueError) as error:
+            data_problem = f"{type(error).__name__}: {error}"
+    order = _network_order(config, num_classes, images)
+    layers = neuron_layers(checkpoint.params, order)
+    initial = None
+    if config is not None:
+        initial = initial_distributions(tuple(layers[0].values), _plain(config.model.get("init", "cifar")),
+                                        int(config.model.time_steps))
+    label = _run_label(run, checkpoint)
+    hard_gates = config is not None and config.model.neuron.get("gates", "soft") == "hard"
+
+    save(plot_gates(layers, initial=initial, run_label=label, hard_gates=hard_gates), "gates")
+    save(plot_primitives(layers, initial=initial, run_label=label), "primitives")
+    if "cond" in layers[0].values:
+        save(plot_conductance(layers, initial=initial, run_label=label), "conductance")
+    for table_format in (".csv", ".json"):
+        written.append(write_table(values_table(layers, step=run.selected.step, checkpoint=run.selected.kind),
+                                   out / f"learned_values{table_format}"))
+        say(f"wrote {written[-1]}")
+
+    snapshots, summaries, x_label = _history(run, checkpoint, order)
+    for table_format in (".csv", ".json"):
+        written.append(write_table(summaries, out / f"learned_summary{table_format}"))
+        say(f"wrote {written[-1]}")
+    if len(snapshots) + (initial is not None) >= 2:
+        save(plot_evolution(snapshots, initial=initial, x_label=x_label,
+                            run_label=label.split(" — ")[0] if config is not None else ""), "evolution")
+    else:
+        say("skipped evolution.png: needs two checkpoints (or the run's config.json for the initial values)")
+
+    if images is not None:
+        model = run_model.build_model(config, num_classes)
+        rates = firing_rates(model, checkpoint.variables, images)
+        batch_label = f"{len(images)} {config.dataset.name} evaluation examples (eval mode)"
+        save(plot_firing_rates(rates, order, run_label=label, batch_label=batch_label), "firing_rates")
+        written.append(write_table(rates_table(rates, order, step=run.selected.step), out / "firing_rates.csv"))
+        say(f"wrote {written[-1]}")
+    elif config is None:
+        say("skipped firing_rates.png: no config.json, so the model and its data are unknown")
+    elif options.batch_size <= 0:
+        say("skipped firing_rates.png: no batch requested (--batch-size 0)")
+    else:
+        say(f"skipped firing_rates.png: the {config.dataset.name!r} dataset is not available ({data_problem}); "
+            "point --data-dir at it to get this figure")
+    return written
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+def _network_order(config: Any, num_classes: int | None, images) -> list[str] | None:
+    """The GLIF layers in call order; None (parameter-tree order) without a config."""
+    if config is None:
+        return None
+    # The layer structure does not depend on the number of classes (no neuron in the heads).
+    return run_model.model_order(config, num_classes or 10, images)
+
+
+def _history(run: Run, selected: LoadedCheckpoint, order: Sequence[str] | None):
+    """(x, layers) of every checkpoint, their summary table, and the x label ("epoch" | "step")."""
+    loaded: list[LoadedCheckpoint] = []
+    for ref in run.checkpoints:
+        loaded.append(selected if ref.step == selected.ref.step else load_checkpoint(ref))
+    by_epoch = all(checkpoint.epoch is not None for checkpoint in loaded)
+    snapshots: list[tuple[float, list[NeuronLayer]]] = []
+    tables = []
+    for checkpoint in loaded:
+        layers = neuron_layers(checkpoint.params, order)
+        x = checkpoint.epoch if by_epoch else float(checkpoint.ref.step)
+        snapshots.append((x, layers))
+        tables.append(summary_table(layers, step=checkpoint.ref.step, epoch=checkpoint.epoch,
+                                    checkpoint=checkpoint.ref.kind))
+    import pandas as pd
+
+    return snapshots, pd.concat(tables, ignore_index=True), "epoch" if by_epoch else "training step"
+

@@ -1,0 +1,70 @@
+"""The model of a run and a batch of its evaluation data, rebuilt from the run's config.
+
+Used to put the GLIF layers in network order (an abstract trace of the model) and to
+measure firing rates on real data. The model is rebuilt in float32 whatever the run's
+``half_precision`` (parameters are float32 either way).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from glif_jax import models
+from glif_jax.analysis.extraction import network_order
+
+FALLBACK_IMAGE_SIZE = (32, 32)   # any size fits a globally pooled network: only used to trace it
+
+
+def build_model(config: Any, num_classes: int):
+    """``config.model`` as a Flax module with ``num_classes`` outputs (float32)."""
+    return models.from_config(config.model, num_classes)
+
+
+def eval_batch(config: Any, batch_size: int, data_dir: str | None = None) -> tuple[np.ndarray, int]:
+    """The first ``batch_size`` real examples of the eval split and the number of classes.
+
+    Raises whatever the data floor raises when the dataset is unavailable
+    (``glif_jax.data.DatasetNotFoundError``, ``OSError``, ...).
+    """
+    from glif_jax import data
+
+    dataset = config.dataset.to_dict() if hasattr(config.dataset, "to_dict") else dict(config.dataset)
+    dataset["prefetch"] = 0
+    if data_dir is not None:
+        dataset["data_dir"] = data_dir
+    batches, info = data.build(dataset, split="eval", batch_size=batch_size, seed=int(config.seed), train=False)
+    first = next(iter(itertools.islice(batches, 1)), None)
+    if first is None:
+        raise ValueError(f"the eval split of {info.name!r} is empty")
+    images = np.asarray(first["image"])
+    if "mask" in first:
+        images = images[np.asarray(first["mask"]) > 0]
+    return images, int(info.num_classes)
+
+
+def example_input(config: Any, images: np.ndarray | None = None) -> jax.ShapeDtypeStruct:
+    """The shape of one input batch: that of ``images``, else what the architecture declares."""
+    if images is not None:
+        return jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32)
+    spec = models.get_spec(config.model.name, **_kwargs(config))
+    size = tuple(spec.input.size or FALLBACK_IMAGE_SIZE)
+    if spec.input.kind == "frames":
+        return jax.ShapeDtypeStruct((1, config.model.time_steps, *size, spec.input.channels), jnp.float32)
+    return jax.ShapeDtypeStruct((1, *size, spec.input.channels), jnp.float32)
+
+
+def model_order(config: Any, num_classes: int, images: np.ndarray | None = None) -> list[str]:
+    """GLIF layer paths of the run's model in network order (abstract trace, no compute)."""
+    return network_order(build_model(config, num_classes), example_input(config, images), train=False)
+
+
+def _kwargs(config: Any) -> dict:
+    kwargs = config.model.get("kwargs", None)
+    if kwargs is None:
+        return {}
+    return kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
