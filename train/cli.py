@@ -52,7 +52,7 @@ Important config keys: seed, num_epochs, batch_size (global, all devices),
 eval_batch_size, steps_per_epoch (None = dataset size // batch_size), eval_steps (None =
 whole test split), log_every_steps, half_precision (bfloat16 compute, float32 params),
 parallel ("none" | "pmap" | "mesh": data parallel over all devices), spike_stats (log
-per-layer firing rates), checkpoint.every_epochs / keep / async, model.* (name,
+per-layer firing rates), checkpoint.every_epochs / keep / async_save, model.* (name,
 time_steps, neuron.kind/gates/...), dataset.* (name, data_dir, augment), optim.* (base_lr,
 momentum, weight_decay, gate_lr_scale, cosine_period_epochs, step_schedule_per).
 """
