@@ -14,6 +14,8 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from glif_jax import models
+
 # SPEC §4 table. batch = batch per GPU x GPUs of the paper's runs.
 CIFAR_RECIPE = dict(base_lr=0.1, num_epochs=200, batch_size=64 * 1, weight_decay=5e-5,
                     gate_lr_scale=0.1, cosine_period_epochs=None)
@@ -32,6 +34,19 @@ def neuron(**overrides: Any) -> ml_collections.ConfigDict:
     unknown = set(overrides) - set(values)
     if unknown:
         raise ValueError(f"neuron overrides: unknown fields {sorted(unknown)}; "
+                         f"expected some of {sorted(values)}")
+    values.update(overrides)
+    return ml_collections.ConfigDict(values)
+
+
+def model_kwargs(model: str, **overrides: Any) -> ml_collections.ConfigDict:
+    """`config.model.kwargs`: every option of `model` (`glif_jax.models.model_options`) with its
+    default, so that each can be overridden (and type-checked) on the command line, e.g.
+    `--config.model.kwargs.width_multiplier=0.25`; `overrides` replace some defaults."""
+    values = models.model_options(model)
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise ValueError(f"model overrides: model {model!r} has no options {sorted(unknown)}; "
                          f"expected some of {sorted(values)}")
     values.update(overrides)
     return ml_collections.ConfigDict(values)
@@ -56,6 +71,7 @@ def experiment(
     parallel: str = "none",
     channel_wise: bool = True,
     neuron_overrides: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
 ) -> ml_collections.ConfigDict:
     """A full, UNLOCKED config of the schema; the public builders below lock it."""
     if time_steps < 1:
@@ -85,7 +101,7 @@ def experiment(
         channel_wise=channel_wise,
         init=init,
         neuron=neuron(**(neuron_overrides or {})),
-        kwargs=ml_collections.ConfigDict(),
+        kwargs=model_kwargs(model, **(model_overrides or {})),
     ))
 
     config.optim = ml_collections.ConfigDict(dict(
@@ -115,6 +131,7 @@ def cifar(
     *,
     channel_wise: bool = True,
     neuron_overrides: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
 ) -> ml_collections.ConfigDict:
     """CIFAR-10/100 recipe: lr 0.1, 200 epochs, batch 64, wd 5e-5, gates at lr/10 (SPEC §4)."""
     if dataset not in CIFAR_DATASETS:
@@ -122,17 +139,18 @@ def cifar(
     config = experiment(
         dataset=dataset, model=model, time_steps=time_steps, init="cifar", **CIFAR_RECIPE,
         eval_batch_size=400, augment=True, log_every_steps=100,
-        channel_wise=channel_wise, neuron_overrides=neuron_overrides,
+        channel_wise=channel_wise, neuron_overrides=neuron_overrides, model_overrides=model_overrides,
     )
     config.lock()
     return config
 
 
 def cifar_npz(
-    model: str, time_steps: int, *, train_path: str, eval_path: str, num_epochs: int
+    model: str, time_steps: int, *, train_path: str, eval_path: str, num_epochs: int,
+    model_overrides: dict[str, Any] | None = None,
 ) -> ml_collections.ConfigDict:
     """The CIFAR-10 recipe on local `.npz` files (dataset "npz", CIFAR-10 normalisation)."""
-    config = cifar(model, "cifar10", time_steps)
+    config = cifar(model, "cifar10", time_steps, model_overrides=model_overrides)
     config.dataset.name = "npz"
     config.dataset.train_path = train_path
     config.dataset.eval_path = eval_path

@@ -1,6 +1,7 @@
 """Checkpoints of a training run with orbax: the last N periodic ones plus the best one.
 
-Layout under ``directory``::
+A ``glif-train`` work directory keeps them in its ``checkpoints/`` subdirectory
+(:data:`CHECKPOINTS_DIR`). Layout under a checkpoint ``directory``::
 
     latest/<step>/{state,meta}   the ``keep`` most recent periodic checkpoints
     best/<step>/{state,meta}     the one with the highest ``meta[best_metric]``
@@ -12,13 +13,17 @@ evaluation metrics, ...). Saving is asynchronous when orbax offers it: ``save`` 
 once the arrays are copied to the host, and the files are written in the background;
 ``wait`` / ``close`` block until they are on disk.
 
-Restoring needs a *target*: a pytree with the structure of the saved state (e.g. a freshly
-initialised state); the restored leaves are NumPy arrays bit-identical to the saved ones.
+Restoring into a *target* (a pytree with the structure of the saved state, e.g. a freshly
+initialised state) gives that structure back; without a target, the saved tree comes back as
+nested dicts (lists for tuples, None for empty nodes), e.g. to read the parameters without
+rebuilding an optimizer. Either way the leaves are NumPy arrays bit-identical to the saved ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,8 +35,10 @@ import orbax.checkpoint as ocp
 
 PyTree = Any
 
+CHECKPOINTS_DIR = "checkpoints"   # in a glif-train work directory, next to CONFIG_FILE
 LATEST = "latest"
 BEST = "best"
+STATE_ITEM, META_ITEM = "state", "meta"   # the two items of one checkpoint: <step>/state, <step>/meta
 CONFIG_FILE = "config.json"
 
 
@@ -76,12 +83,14 @@ class Checkpointer:
 
     def _manager(self, name: str, keep: int, async_save: bool, read_only: bool):
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep,
-            enable_async_checkpointing=async_save,
+            max_to_keep=None if read_only else keep,  # what orbax sets (with a warning) when read-only
+            save_interval_steps=0 if read_only else 1,
+            enable_async_checkpointing=async_save and not read_only,
             create=not read_only,
             read_only=read_only,
         )
-        return ocp.CheckpointManager(self.directory / name, options=options, item_names=("state", "meta"))
+        with _without_read_only_notice():
+            return ocp.CheckpointManager(self.directory / name, options=options, item_names=(STATE_ITEM, META_ITEM))
 
     # ---- queries -------------------------------------------------------------------
     def latest_step(self) -> int | None:
@@ -130,9 +139,13 @@ class Checkpointer:
         )
 
     # ---- restoring -----------------------------------------------------------------
-    def restore(self, target: PyTree, *, which: str = LATEST, step: int | None = None) -> tuple[PyTree, dict]:
+    def restore(self, target: PyTree | None = None, *, which: str = LATEST,
+                step: int | None = None) -> tuple[PyTree, dict]:
         """Restores ``(state, meta)``; ``which`` is "latest" or "best", ``step`` None = newest.
 
+        With a ``target``, ``state`` has the target's structure (e.g. a ``TrainState``); with
+        ``target=None``, it is the saved tree as nested dicts of NumPy arrays (tuples as lists,
+        empty nodes as None), e.g. ``state["params"]`` of a train state.
         Raises ``CheckpointError`` with the path when the checkpoint is missing, unreadable
         or has a structure different from ``target``.
         """
@@ -151,7 +164,7 @@ class Checkpointer:
                 f"available steps: {steps}"
             )
         path = self.directory / which / str(step)
-        target = to_host(target)
+        target = None if target is None else to_host(target)
         try:
             restored = manager.restore(
                 step,
@@ -164,6 +177,8 @@ class Checkpointer:
                 f"cannot restore the checkpoint at {path}: it is corrupt, incomplete or was "
                 f"written for a different model/optimizer ({type(error).__name__}: {error})"
             ) from error
+        if target is None:
+            return to_host(restored.state), dict(restored.meta or {})
         _check_same_structure(target, restored.state, path)
         return restored.state, dict(restored.meta or {})
 
@@ -194,6 +209,21 @@ class Checkpointer:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _without_read_only_notice():
+    """Drops orbax's "Given directory is read only" warning, logged for every read-only manager
+    (two per read-only Checkpointer: noise in glif-eval / glif-plot output, not a problem)."""
+    def not_the_notice(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(not_the_notice)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(not_the_notice)
 
 
 def _check_same_structure(target: PyTree, restored: PyTree, path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import jax
@@ -54,6 +55,42 @@ def test_restore_gives_exactly_the_saved_state(tmp_path, async_save):
     assert meta == {"epoch": 1, "eval_top1": 0.5}
 
 
+def test_restore_without_a_target_gives_the_saved_tree_as_nested_dicts(tmp_path):
+    """target=None: the saved state as nested dicts (optax tuples as lists, empty states as
+    None) of NumPy arrays, bit-identical to the saved leaves, for latest and best, by step."""
+    saved = make_state(1)
+    with Checkpointer(tmp_path, async_save=True) as checkpointer:
+        checkpointer.save(7, saved, {"epoch": 1, "eval_top1": 0.5})
+        checkpointer.save(8, make_state(2), {"epoch": 2, "eval_top1": 0.25})
+        state, meta = checkpointer.restore()
+        by_step, meta_by_step = checkpointer.restore(step=7)
+        best, best_meta = checkpointer.restore(which="best")
+    assert meta == {"epoch": 2, "eval_top1": 0.25}
+    assert meta_by_step == best_meta == {"epoch": 1, "eval_top1": 0.5}
+    assert_identical(state["params"], make_state(2).params)
+    for restored in (by_step, best):
+        assert set(restored) == {"step", "params", "batch_stats", "opt_state", "rng"}
+        assert type(restored["params"]) is dict and type(restored["params"]["conv"]) is dict
+        for field in ("step", "params", "batch_stats", "rng"):
+            assert_identical(restored[field], getattr(saved, field))
+        assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(restored))
+        # optax.chain(add_decayed_weights, sgd(momentum)): (EmptyState, (TraceState, EmptyState))
+        assert restored["opt_state"][0] is None and restored["opt_state"][1][1] is None
+        assert_identical(restored["opt_state"][1][0]["trace"], saved.opt_state[1][0].trace)
+        assert restored["rng"].dtype == np.uint32 and restored["step"].shape == ()
+
+
+def test_read_only_restore_is_quiet(tmp_path, caplog):
+    """Reading a run (glif-eval, glif-plot) logs no orbax warnings about the read-only mode."""
+    with Checkpointer(tmp_path, async_save=False) as checkpointer:
+        checkpointer.save(3, make_state(3), {"eval_top1": 0.5})
+    with caplog.at_level(logging.INFO):
+        with Checkpointer(tmp_path, read_only=True) as reader:
+            state, _ = reader.restore(which="best")
+    assert_identical(state["params"], make_state(3).params)
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
+
+
 def test_keeps_the_last_n_and_the_best(tmp_path):
     """keep=2 keeps the two newest periodic checkpoints; the best (highest eval_top1) survives
     in its own directory, and a reopened Checkpointer remembers the best value."""
@@ -98,6 +135,8 @@ def test_corrupt_checkpoint_raises_a_clear_error(tmp_path):
     with Checkpointer(tmp_path) as checkpointer:
         with pytest.raises(CheckpointError, match=r"cannot restore the checkpoint at .*latest/5"):
             checkpointer.restore(make_state(0))
+        with pytest.raises(CheckpointError, match=r"cannot restore the checkpoint at .*latest/5"):
+            checkpointer.restore()  # also without a target
 
 
 def test_deleted_state_raises_a_clear_error(tmp_path):

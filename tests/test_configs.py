@@ -9,7 +9,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs import base
-from glif_jax import optim
+from glif_jax import models, optim
 from glif_jax.neuron import NeuronConfig
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -57,6 +57,11 @@ SCHEMA = {
 }
 PAPER_NEURON = dict(kind="glif", gates="soft", static_gates=False, static_primitives=False,
                     surrogate="rectangular", surrogate_width=None)
+# config.model.kwargs: every option of the model with its default (SPEC §3: the paper's widths;
+# wide7b's width changes by 3x3 convs and ADD connections), written out independently.
+MODEL_KWARGS = {"width_multiplier": 1.0}
+WIDE7B_KWARGS = {"width_multiplier": 1.0, "width_change": "3x3", "connection": "ADD"}
+NARROW_KWARGS = {"width_multiplier": 0.25}  # the CPU-sized npz run
 
 
 def load(name: str, *overrides: str):
@@ -99,7 +104,9 @@ def test_every_config_loads_with_the_schema(name):
     config = load(name)
     for path, keys in SCHEMA.items():
         assert set(section(config, path).keys()) == keys, (name, path)
-    assert dict(config.model.kwargs) == {}
+    expected_kwargs = {"dvs_wide7b_t16": WIDE7B_KWARGS, "cifar10_npz_resnet18_t4": NARROW_KWARGS}
+    assert dict(config.model.kwargs) == expected_kwargs.get(name, MODEL_KWARGS)
+    models.get_spec(config.model.name, **config.model.kwargs)  # valid options of the model
     assert config.parallel in ("none", "pmap", "mesh")
     assert config.optim.step_schedule_per in ("epoch", "step")
     assert config.model.init in ("cifar", "imagenet", "dvs")
@@ -160,7 +167,11 @@ def test_default_config_trains_offline_on_digits():
 
 
 def test_npz_config_points_at_local_files_and_can_be_redirected():
+    """A CPU-sized run: quarter-width ResNet-18, T = 4, batch 64, 20 epochs, the CIFAR recipe otherwise."""
     config = load("cifar10_npz_resnet18_t4")
+    assert (config.model.name, config.model.time_steps, config.batch_size, config.num_epochs) == (
+        "resnet18", 4, 64, 20)
+    assert dict(config.model.kwargs) == NARROW_KWARGS
     assert config.dataset.name == "npz"
     assert config.dataset.normalization == "cifar10"
     assert config.dataset.train_path.endswith("cifar10_train_5k.npz")
@@ -198,6 +209,25 @@ def test_unknown_keys_and_wrong_types_are_rejected(override):
         load("cifar10_resnet18_t4", override)
 
 
+def test_model_options_are_overridable_and_checked_on_the_command_line():
+    """--config.model.kwargs.<option> sets a model option (and reaches the model); an option the
+    model does not have, or a value of the wrong type, is rejected."""
+    config = load("cifar10_resnet18_t4", "--config.model.kwargs.width_multiplier=0.5")
+    assert config.model.kwargs.width_multiplier == pytest.approx(0.5)
+    model = models.from_config(config.model, num_classes=10)
+    assert model.spec == models.get_spec("resnet18", width_multiplier=0.5)
+    assert model.spec.stem.features == 32
+    assert load("cifar10_resnet18_t4", "--config.model.kwargs.width_multiplier=1").model.kwargs.width_multiplier == 1.0
+    dvs = load("dvs_wide7b_t16", "--config.model.kwargs.width_change=1x1",
+               "--config.model.kwargs.connection=IAND")
+    assert dict(dvs.model.kwargs) == {"width_multiplier": 1.0, "width_change": "1x1", "connection": "IAND"}
+    for name, override in (("cifar10_resnet18_t4", "--config.model.kwargs.width_change=1x1"),
+                           ("cifar10_resnet18_t4", "--config.model.kwargs.width_multiplier=narrow"),
+                           ("dvs_wide7b_t16", "--config.model.kwargs.depth=3")):
+        with pytest.raises((AttributeError, KeyError, flags.IllegalFlagValueError)):
+            load(name, override)
+
+
 def test_checkpoint_async_save_can_be_overridden():
     config = load("cifar10_resnet18_t4", "--config.checkpoint.async_save=false")
     assert config.checkpoint.async_save is False
@@ -210,6 +240,8 @@ def test_builders_reject_bad_arguments():
         base.cifar("resnet18", "cifar10", 0)
     with pytest.raises(ValueError, match="neuron"):
         base.cifar("resnet18", "cifar10", 4, neuron_overrides={"kindd": "lif"})
+    with pytest.raises(ValueError, match=r"'resnet18' has no options \['width_change'\]"):
+        base.cifar("resnet18", "cifar10", 4, model_overrides={"width_change": "1x1"})
 
 
 @pytest.mark.parametrize(

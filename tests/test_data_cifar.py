@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from glif_jax import data
+from glif_jax.data import cifar
 from glif_jax.data.tf_host import import_tfds
 
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465])
@@ -155,6 +156,29 @@ def test_cifar10_train_stream_is_augmented(cifar_data_dir):
         assert candidates
         changed += (4, 4) not in candidates
     assert changed > 0
+
+
+def test_split_is_read_once_and_shared_read_only(cifar_data_dir, monkeypatch):
+    """The train stream is rebuilt every epoch: the split is read from tfds once, the cached
+    arrays cannot be written to, and augmenting batches leaves them as in the files."""
+    data_dir, written = cifar_data_dir
+    monkeypatch.setattr(cifar, "LOADED_SPLITS", {})
+    reads = []
+    read_dataset = cifar.prepared_builder
+    monkeypatch.setattr(cifar, "prepared_builder", lambda name, *args, **kwargs: (
+        reads.append(name), read_dataset(name, *args, **kwargs))[1])
+    for epoch in range(3):
+        batches, _ = data.build({"name": "cifar10", "data_dir": str(data_dir), "prefetch": 0}, split="train",
+                                batch_size=5, seed=epoch, train=True)
+        next(iter(batches))
+    assert reads == ["cifar10"]
+    images, labels = cifar.load_split("cifar10", str(data_dir), "train")
+    assert reads == ["cifar10"]
+    for array in (images, labels):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 0
+    np.testing.assert_array_equal(images, written["cifar10"]["train"][0])
+    np.testing.assert_array_equal(labels, written["cifar10"]["train"][1])
 
 
 def test_missing_cifar_says_where_to_put_it_and_how_to_get_it(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from glif_jax import data
+from glif_jax.data import npz
 
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465])
 CIFAR10_STD = np.array([0.247, 0.243, 0.261])
@@ -77,3 +78,26 @@ def test_wrong_array_layout_is_rejected(tmp_path):
     np.savez(tmp_path / "eval.npz", x=np.zeros((3, 32, 32, 3), np.float32), y=np.zeros(3))
     with pytest.raises(ValueError, match=r"x must be uint8 \[N, H, W, C\]"):
         data.build(config(tmp_path), split="eval", batch_size=2, seed=0, train=False)
+
+
+def test_file_is_read_once_while_unchanged_and_shared_read_only(tmp_path, monkeypatch):
+    """The train stream is rebuilt every epoch: an unchanged file is read once, its cached arrays
+    cannot be written to; a rewritten file is read again."""
+    arrays = write_npz(tmp_path / "train.npz", 8)
+    reads = []
+    read_file = np.load
+    monkeypatch.setattr(npz.np, "load", lambda path, *args, **kwargs: (reads.append(path), read_file(path))[1])
+    for epoch in range(3):
+        batches, _ = data.build(config(tmp_path), split="train", batch_size=4, seed=epoch, train=True)
+        next(iter(batches))
+    assert reads == [str(tmp_path / "train.npz")]
+    images, labels, _ = npz.load(str(tmp_path / "train.npz"))
+    for array in (images, labels):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 0
+    np.testing.assert_array_equal(images, arrays["x"])
+    rewritten = write_npz(tmp_path / "train.npz", 9, seed=1)
+    images, labels, _ = npz.load(str(tmp_path / "train.npz"))
+    assert len(reads) == 2
+    np.testing.assert_array_equal(images, rewritten["x"])
+    np.testing.assert_array_equal(labels, rewritten["y"])

@@ -231,3 +231,64 @@ def test_explicit_neuron_initial_values_reach_every_glif_layer():
     for layer in ("stem", "conv1"):
         np.testing.assert_allclose(jax.nn.sigmoid(params[layer]["neuron"]["v_re"]), 0.45, rtol=1e-6)
         np.testing.assert_allclose(jax.nn.sigmoid(params[layer]["neuron"]["cond"]), 0.6, rtol=1e-6)
+
+
+def conv_widths(spec) -> list[int]:
+    return [spec.stem.features] + [item.features for item in spec.body if hasattr(item, "features")]
+
+
+def test_width_multiplier_scales_every_conv_and_hidden_head_width():
+    """Narrow variants: conv and hidden head widths times the multiplier, rounded half up, >= 1;
+    depths, strides, kernels, input and the number of classes unchanged; 1.0 is the paper's net."""
+    assert get_spec("resnet18", width_multiplier=1.0) == get_spec("resnet18")
+    quarter = get_spec("resnet18", width_multiplier=0.25)
+    assert conv_widths(quarter) == [16, 16, 32, 64, 128]
+    assert quarter.head.widths(10) == (64, 10) and quarter.head.widths(100) == (100,)
+    full = get_spec("resnet18")
+    assert [(s.depth, s.stride, s.block) for s in quarter.body] == [(s.depth, s.stride, s.block) for s in full.body]
+    assert (quarter.input, quarter.stem.kernel, quarter.reduction, quarter.norm) == (
+        full.input, full.stem.kernel, full.reduction, full.norm)
+    # 64·0.3 = 19.2, 128·0.3 = 38.4, 256·0.3 = 76.8, 512·0.3 = 153.6
+    assert conv_widths(get_spec("resnet18", width_multiplier=0.3)) == [19, 19, 38, 77, 154]
+    assert get_spec("resnet18", width_multiplier=0.3).head.hidden == (77,)
+    # 16·5/32 = 2.5 → 3 (half up), 32·5/32 = 5
+    assert conv_widths(get_spec("tiny_convnet", width_multiplier=5 / 32)) == [3, 5]
+    assert conv_widths(get_spec("resnet18", width_multiplier=1e-6)) == [1, 1, 1, 1, 1]
+    assert conv_widths(get_spec("cifarnet", width_multiplier=2)) == [256, 512, 1024, 2048, 1024]
+    wide7b = get_spec("wide7b", width_multiplier=0.5, width_change="1x1", connection="IAND")
+    assert conv_widths(wide7b) == [32, 32, 64, 64, 64, 64]
+    assert wide7b.stem.kernel == 1 and {s.connection for s in wide7b.body if hasattr(s, "connection")} == {"IAND"}
+
+
+@pytest.mark.parametrize("multiplier", [0, -0.5, float("nan"), float("inf"), "0.25", True])
+def test_bad_width_multiplier_is_a_clear_error(multiplier):
+    with pytest.raises(ValueError, match="width_multiplier must be a finite number > 0"):
+        get_model("resnet18", num_classes=10, time_steps=2, width_multiplier=multiplier)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet19", "cifarnet", "wide7b"])
+def test_narrow_models_give_logits_and_narrow_layers(name):
+    """At width 0.25 the whole forward pass keeps its shapes: logits [B, classes]; the last
+    feature map has a quarter of the channels (the head's first kernel) in train and eval mode."""
+    x = jnp.zeros(SMALL_INPUTS[name])
+    model = get_model(name, num_classes=7, time_steps=TIME_STEPS, width_multiplier=0.25)
+    for train in (True, False):
+        variables, logits, _ = abstract_run(model, x, train)
+        assert (logits.shape, logits.dtype) == ((x.shape[0], 7), jnp.float32)
+    last_width = conv_widths(get_spec(name))[-1] // 4
+    flattened = {"cifarnet": 8 * 8, "wide7b": 3 * 3}.get(name, 1)
+    head_widths = get_spec(name).head.widths(7)
+    first_out = head_widths[0] // 4 if len(head_widths) > 1 else 7
+    assert variables["params"]["head1"]["kernel"].shape == (last_width * flattened, first_out)
+
+
+def test_model_options_list_every_option_with_its_default():
+    """config.model.kwargs may set these: width_multiplier everywhere, plus the model's own."""
+    from glif_jax.models import model_options
+
+    assert model_options("resnet18") == {"width_multiplier": 1.0}
+    assert model_options("wide7b") == {"width_multiplier": 1.0, "width_change": "3x3", "connection": "ADD"}
+    with pytest.raises(ValueError, match="unknown model 'resnet50'"):
+        model_options("resnet50")
+    with pytest.raises(ValueError, match=r"'resnet18' has no option\(s\) \['depth'\]; its options: width_multiplier"):
+        get_spec("resnet18", depth=3)

@@ -83,3 +83,72 @@ def test_tiny_convnet_is_small():
     conv_and_bn = 9 * 16 + 2 * 16 + 9 * 16 * 32 + 2 * 32
     glif = (7 + 4) * (16 + 32)
     assert count_parameters("tiny_convnet", {}, 10, 4) == (conv_and_bn + glif + 32 * 10, glif, 2)
+
+
+# Narrow variants (width_multiplier): counts from the SPEC §3 architecture, written out here.
+def glif_count(channels: int, time_steps: int) -> int:
+    """Channel-wise GLIF: alpha, beta, gamma, tau, lam, v_th, v_re per channel and cond [T, C]."""
+    return (7 + time_steps) * channels
+
+
+def conv_bn_glif_count(cin: int, cout: int, time_steps: int, kernel: int = 3) -> int:
+    return kernel * kernel * cin * cout + 2 * cout + glif_count(cout, time_steps)
+
+
+def cifar_resnet_count(stem: int, widths, depths, strides, hidden: int, classes: int, time_steps: int) -> int:
+    """SPEC §3 CIFAR ResNet: stem conv3x3 → tdBN → GLIF; BasicBlocks: conv3x3(s) → tdBN → GLIF →
+    conv3x3 → tdBN, shortcut tdBN or conv1x1(s) → tdBN, GLIF after the sum; head c→hidden→classes."""
+    total = conv_bn_glif_count(3, stem, time_steps)
+    cin = stem
+    for width, depth, stride in zip(widths, depths, strides):
+        for block in range(depth):
+            block_stride = stride if block == 0 else 1
+            total += conv_bn_glif_count(cin, width, time_steps)          # conv1 → BN → GLIF
+            total += 9 * width * width + 2 * width                       # conv2 → BN
+            total += 2 * width if (cin == width and block_stride == 1) else cin * width + 2 * width
+            total += glif_count(width, time_steps)                       # GLIF after the sum
+            cin = width
+    return total + cin * hidden + hidden * classes
+
+
+def cifarnet_count(widths, hidden, classes: int, time_steps: int) -> int:
+    """SPEC §3 CIFARNet: five conv3x3 → tdBN → GLIF units (two 2×2 poolings: 8×8 left), then
+    Linear(c·8·8 → hidden[0]) → Linear(hidden[0] → hidden[1]) → Linear(hidden[1] → classes)."""
+    total, cin = 0, 3
+    for width in widths:
+        total += conv_bn_glif_count(cin, width, time_steps)
+        cin = width
+    features = (cin * 8 * 8,) + tuple(hidden) + (classes,)
+    return total + sum(a * b for a, b in zip(features[:-1], features[1:]))
+
+
+RESNET18_TABLE = dict(depths=(2, 2, 2, 2), strides=(1, 1, 2, 2))
+
+
+def test_architecture_formulas_reproduce_the_authors_counts():
+    """The reference formulas below are themselves right: at full width they give the authors' totals."""
+    assert cifar_resnet_count(64, (64, 128, 256, 512), hidden=256, classes=10, time_steps=4,
+                              **RESNET18_TABLE) == AUTHORS_COUNTS[0][4]
+    assert cifar_resnet_count(128, (128, 256, 512), (3, 3, 2), (1, 2, 2), hidden=256, classes=10,
+                              time_steps=4) == AUTHORS_COUNTS[3][4]
+    assert cifarnet_count((128, 256, 512, 1024, 512), (1024, 512), 10, 4) == AUTHORS_COUNTS[5][4]
+
+
+@pytest.mark.parametrize("time_steps", [4, 6])
+def test_quarter_width_resnet18_parameter_count(time_steps):
+    """width_multiplier 0.25: stem 16, stages 16/32/64/128, head 128→64→10 (720 256 parameters at T = 4)."""
+    expected = cifar_resnet_count(16, (16, 32, 64, 128), hidden=64, classes=10, time_steps=time_steps,
+                                  **RESNET18_TABLE)
+    glif = glif_count(16 + 4 * 16 + 4 * 32 + 4 * 64 + 4 * 128, time_steps)
+    assert count_parameters("resnet18", {"width_multiplier": 0.25}, 10, time_steps) == (expected, glif, 17)
+    if time_steps == 4:
+        assert expected == 720_256
+
+
+def test_quarter_width_resnet19_and_cifarnet_parameter_counts():
+    """ResNet-19 at 0.25: stem 32, stages 32/64/128 [3, 3, 2]; CIFARNet at 0.25: 32, 64, 128, 256, 128
+    and head 128·8·8→256→128→classes."""
+    resnet19 = cifar_resnet_count(32, (32, 64, 128), (3, 3, 2), (1, 2, 2), hidden=64, classes=10, time_steps=4)
+    assert count_parameters("resnet19", {"width_multiplier": 0.25}, 10, 4)[0] == resnet19
+    cifarnet = cifarnet_count((32, 64, 128, 256, 128), (256, 128), 10, 4)
+    assert count_parameters("cifarnet", {"width_multiplier": 0.25}, 10, 4) == (cifarnet, glif_count(608, 4), 5)

@@ -29,7 +29,7 @@ from typing import Any
 import jax
 
 from glif_jax import parallel
-from glif_jax.checkpoint import Checkpointer, CheckpointError, load_config, save_config
+from glif_jax.checkpoint import CHECKPOINTS_DIR, Checkpointer, CheckpointError, load_config, save_config
 from train import steps
 from train.evaluate import evaluate
 from train.experiment import Experiment, build_experiment
@@ -38,8 +38,6 @@ from train.progress import epoch_progress, show_train_metrics
 from train.state import TrainState, create_train_state
 from train.validation import validate_config
 from train.writers import MetricWriter
-
-CHECKPOINT_DIR = "checkpoints"
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +54,7 @@ def initial_state(config: Any, experiment: Experiment) -> TrainState:
 
 def open_checkpointer(config: Any, workdir: Path, *, read_only: bool = False) -> Checkpointer:
     return Checkpointer(
-        workdir / CHECKPOINT_DIR,
+        workdir / CHECKPOINTS_DIR,
         keep=config.checkpoint.keep,
         async_save=config.checkpoint.async_save,
         read_only=read_only,
@@ -167,7 +165,7 @@ def _starting_state(config: Any, workdir: Path, checkpointer: Checkpointer, fres
         return fresh
     if latest is None:
         raise CheckpointError(
-            f"--resume: no latest checkpoint in {workdir / CHECKPOINT_DIR} (a run killed before its "
+            f"--resume: no latest checkpoint in {workdir / CHECKPOINTS_DIR} (a run killed before its "
             "first checkpoint restarts without --resume)"
         )
     state, meta = checkpointer.restore(fresh)

@@ -19,14 +19,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
+from glif_jax.checkpoint import (BEST, CHECKPOINTS_DIR, CONFIG_FILE, LATEST, STATE_ITEM, Checkpointer,
+                                 CheckpointError, load_config)
 
-from glif_jax.checkpoint import BEST, CONFIG_FILE, LATEST, CheckpointError, load_config
-
-CHECKPOINTS_DIR = "checkpoints"
-STATE_ITEM = "state"
-META_ITEM = "meta"
 KINDS = (LATEST, BEST)
 
 logger = logging.getLogger(__name__)
@@ -150,16 +145,8 @@ def _select(root: Path, found: dict[str, list[int]], which: str, step: int | Non
 
 def load_checkpoint(ref: CheckpointRef) -> LoadedCheckpoint:
     """Restores one checkpoint's params, batch statistics and meta (as saved, on the host)."""
-    import orbax.checkpoint as ocp
-
-    try:
-        state = ocp.StandardCheckpointer().restore(ref.path / STATE_ITEM)
-        meta_path = ref.path / META_ITEM
-        meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(meta_path) if meta_path.is_dir() else {}
-    except Exception as error:  # orbax raises many types; name the path and the cause
-        raise CheckpointError(f"cannot read the checkpoint at {ref.path} ({type(error).__name__}: {error})") from error
+    with Checkpointer(ref.path.parent.parent, read_only=True, async_save=False) as checkpointer:
+        state, meta = checkpointer.restore(which=ref.kind, step=ref.step)
     if not isinstance(state, dict) or "params" not in state:
         raise CheckpointError(f"the checkpoint at {ref.path} holds no 'params' (not a glif-train state?)")
-    params = jax.tree.map(np.asarray, state["params"])
-    batch_stats = jax.tree.map(np.asarray, state.get("batch_stats") or {})
-    return LoadedCheckpoint(ref, params, batch_stats, dict(meta or {}))
+    return LoadedCheckpoint(ref, state["params"], state.get("batch_stats") or {}, meta)

@@ -5,10 +5,13 @@ Each file holds `x` uint8 [N, H, W, C] and `y` integer labels [N], optionally `c
 eval_path name the files of the "train" / "eval" split; config.dataset.normalization names
 the mean/std ("cifar10", "cifar100", "imagenet"). Preprocessing is CIFAR's (SPEC §5):
 train-time random crop with 4-pixel zero padding and flip, then scale and normalise.
+A file is read once per process while it is unchanged (cached by path, modification time
+and size; read-only arrays), so the train stream rebuilt every epoch does not read it again.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -21,8 +24,13 @@ from glif_jax.data.normalization import mean_std
 from glif_jax.data.options import BatchRequest, DatasetOptions
 
 
+CACHED_FILES = 4  # train + eval of two runs in one process
+
+
 def load(path: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Returns (images uint8 [N, H, W, C], labels int32 [N], num_classes) of one file."""
+    """Returns (images uint8 [N, H, W, C], labels int32 [N], num_classes) of one file.
+
+    The arrays are read-only: they are shared by every call while the file is unchanged."""
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         raise DatasetNotFoundError(
@@ -31,6 +39,13 @@ def load(path: str) -> tuple[np.ndarray, np.ndarray, int]:
             "Point config.dataset.train_path / eval_path at .npz files holding `x` uint8 "
             "[N, H, W, C] and `y` integer labels [N].",
         )
+    status = os.stat(path)
+    return _read(path, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=CACHED_FILES)
+def _read(path: str, modified_ns: int, size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``load`` of the file at ``path`` as it is at (modification time, size): the cache key."""
     with np.load(path) as arrays:
         missing = {"x", "y"} - set(arrays.files)
         if missing:
@@ -43,7 +58,9 @@ def load(path: str) -> tuple[np.ndarray, np.ndarray, int]:
         )
     if labels.shape != (len(images),):
         raise ValueError(f"{path}: y must be [N={len(images)}], got shape {labels.shape}")
-    return images, labels.astype(np.int32), num_classes
+    labels = labels.astype(np.int32)
+    images.flags.writeable = labels.flags.writeable = False  # shared by the cache
+    return images, labels, num_classes
 
 
 def build(options: DatasetOptions, request: BatchRequest):

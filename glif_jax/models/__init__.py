@@ -1,8 +1,9 @@
 """The paper's networks (floor 3): declarative descriptions, one builder, a registry."""
 
 from glif_jax.models.builder import SpikingNetwork
-from glif_jax.models.description import AvgPool, ConvUnit, Head, InputSpec, NetworkSpec, Stage, stages
-from glif_jax.models.registry import from_config, get_model, get_spec, list_models
+from glif_jax.models.description import (AvgPool, ConvUnit, Head, InputSpec, NetworkSpec, Stage, scale_widths,
+                                         stages)
+from glif_jax.models.registry import from_config, get_model, get_spec, list_models, model_options
 
 __all__ = [
     "AvgPool",
@@ -16,5 +17,7 @@ __all__ = [
     "get_model",
     "get_spec",
     "list_models",
+    "model_options",
+    "scale_widths",
     "stages",
 ]

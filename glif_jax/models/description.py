@@ -4,11 +4,14 @@ A :class:`NetworkSpec` lists what a paper's architecture table lists: the input,
 a body made of conv units, residual stages and poolings, how the feature map is reduced,
 and the classifier head. :mod:`glif_jax.models.builder` turns any such description into a
 Flax module; :mod:`glif_jax.models.specs` holds the paper's networks written in it.
+:func:`scale_widths` makes a narrower (or wider) variant of any description.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Literal, Union
 
 BLOCK_KINDS = ("basic", "ms", "sew")
@@ -143,3 +146,34 @@ def stages(block: Literal["basic", "ms", "sew"], depths: tuple[int, ...], widths
     if not len(depths) == len(widths) == len(strides):
         raise ValueError(f"stages: depths {depths}, widths {widths} and strides {strides} differ in length")
     return tuple(Stage(block, depth, width, stride) for depth, width, stride in zip(depths, widths, strides))
+
+
+def scaled_width(width: int, multiplier: float) -> int:
+    """``width · multiplier`` rounded half up to an integer, at least 1."""
+    return max(1, math.floor(width * multiplier + 0.5))
+
+
+def scale_widths(spec: NetworkSpec, multiplier: float) -> NetworkSpec:
+    """``spec`` with every conv width and every hidden head width times ``multiplier``.
+
+    Widths are rounded half up and kept >= 1 (:func:`scaled_width`); the input channels,
+    kernels, strides, depths and the number of classes are unchanged, and the residual
+    shortcut rule (SPEC §3) applies to the scaled widths. ``multiplier`` 1 returns ``spec``
+    itself, so the paper's networks are untouched. E.g. ResNet-18 at 0.25 has widths
+    16, 32, 64, 128 and the head 128→64→classes.
+    """
+    if (isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real)
+            or not math.isfinite(multiplier) or multiplier <= 0):
+        raise ValueError(f"width_multiplier must be a finite number > 0, got {multiplier!r}")
+    if multiplier == 1:
+        return spec
+
+    def scale(item: BodyItem) -> BodyItem:
+        if isinstance(item, (ConvUnit, Stage)):
+            return dataclasses.replace(item, features=scaled_width(item.features, multiplier))
+        if isinstance(item, AvgPool):
+            return item
+        raise TypeError(f"scale_widths: unknown body item {item!r}")
+
+    head = dataclasses.replace(spec.head, hidden=tuple(scaled_width(width, multiplier) for width in spec.head.hidden))
+    return dataclasses.replace(spec, stem=scale(spec.stem), body=tuple(scale(item) for item in spec.body), head=head)

@@ -10,7 +10,7 @@ from flax.core import FrozenDict
 
 from glif_jax.models import specs
 from glif_jax.models.builder import SpikingNetwork
-from glif_jax.models.description import NetworkSpec
+from glif_jax.models.description import NetworkSpec, scale_widths
 from glif_jax.neuron import NeuronConfig
 
 ARCHITECTURES: dict[str, Callable[..., NetworkSpec]] = {
@@ -26,22 +26,43 @@ ARCHITECTURES: dict[str, Callable[..., NetworkSpec]] = {
 """Registry name -> function making the description; its keyword arguments are the model's options."""
 
 
+
 def list_models() -> list[str]:
     """The registered model names."""
     return list(ARCHITECTURES)
 
 
-def get_spec(name: str, **options: Any) -> NetworkSpec:
-    """The description of model ``name`` with its model-specific ``options`` (e.g. ``width_change``)."""
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(ARCHITECTURES)}")
-    make_spec = ARCHITECTURES[name]
-    accepted = tuple(inspect.signature(make_spec).parameters)
-    unknown = sorted(set(options) - set(accepted))
+def get_spec(name: str, *, width_multiplier: float = 1.0, **options: Any) -> NetworkSpec:
+    """The description of model ``name`` with its ``options``.
+
+    width_multiplier: an option of every model: scales every conv width and the hidden head
+      widths (rounded half up, >= 1; :func:`~glif_jax.models.description.scale_widths`),
+      e.g. 0.25 for a narrow ResNet-18 that trains on a CPU; 1.0 is the paper's network.
+    options: the keyword arguments of the model's function in :mod:`glif_jax.models.specs`
+      (e.g. ``width_change="1x1"`` for wide7b).
+    """
+    make_spec = _architecture(name)
+    unknown = sorted(set(options) - set(inspect.signature(make_spec).parameters))
     if unknown:
         raise ValueError(f"model {name!r} has no option(s) {unknown}; "
-                         f"its options: {', '.join(accepted) if accepted else 'none'}")
-    return make_spec(**options)
+                         f"its options: {', '.join(model_options(name))}")
+    return scale_widths(make_spec(**options), width_multiplier)
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """Every option of model ``name`` with its default (what ``config.model.kwargs`` may set):
+    the keyword-only arguments of :func:`get_spec`, then those of the model's function."""
+    common = {parameter.name: parameter.default for parameter in inspect.signature(get_spec).parameters.values()
+              if parameter.kind is inspect.Parameter.KEYWORD_ONLY}
+    specific = {parameter.name: parameter.default
+                for parameter in inspect.signature(_architecture(name)).parameters.values()}
+    return {**common, **specific}
+
+
+def _architecture(name: str) -> Callable[..., NetworkSpec]:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
 
 
 def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronConfig = NeuronConfig(),
@@ -51,7 +72,7 @@ def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronCon
 
     x: static images ``[B, H, W, C]`` (repeated over time inside) or event frames
     ``[B, T, H, W, C]``. Collections: ``params`` and ``batch_stats``. ``options`` are the
-    model-specific extras of :mod:`glif_jax.models.specs` (e.g. ``width_change="1x1"`` for wide7b).
+    model's options of :func:`get_spec` (e.g. ``width_multiplier=0.25``, ``width_change="1x1"`` for wide7b).
     """
     for argument, value in (("num_classes", num_classes), ("time_steps", time_steps)):
         if not isinstance(value, int) or value < 1:

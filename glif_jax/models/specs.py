@@ -1,7 +1,9 @@
 """The paper's architectures as data (SPEC §3), one function per table row.
 
 Each function returns a :class:`NetworkSpec`; its keyword arguments are the model's options
-(``config.model.kwargs``). Convs have no bias; every BN is tdBN unless ``norm`` says otherwise.
+(``config.model.kwargs``), besides ``width_multiplier``, which every model has
+(:func:`glif_jax.models.get_spec` applies it). Convs have no bias; every BN is tdBN unless
+``norm`` says otherwise.
 """
 
 from __future__ import annotations
