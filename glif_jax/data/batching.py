@@ -44,6 +44,13 @@ def with_mask(batch: Batch, batch_size: int) -> Batch:
     return {"image": images, "label": labels, "mask": mask}
 
 
+def _paired(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The examples of a split, labels as int32; one label per image or a clear error."""
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    return images, np.asarray(labels, np.int32)
+
+
 class ShuffledBatches:
     """Infinite, reshuffled-each-epoch, augmented batches of one shard (see module doc)."""
 
@@ -54,10 +61,7 @@ class ShuffledBatches:
         preprocess: TrainPreprocess,
         request: BatchRequest,
     ):
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images = images
-        self.labels = np.asarray(labels, np.int32)
+        self.images, self.labels = _paired(images, labels)
         self.preprocess = preprocess
         self.request = request
         self.examples_per_shard = len(labels) // request.shard_count
@@ -100,10 +104,7 @@ class OrderedPass:
         preprocess: EvalPreprocess,
         request: BatchRequest,
     ):
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images = images
-        self.labels = np.asarray(labels, np.int32)
+        self.images, self.labels = _paired(images, labels)
         self.preprocess = preprocess
         self.request = request
         self.indices = np.arange(len(labels))[request.shard_index :: request.shard_count]
