@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Mapping, NamedTuple
 
 import jax
@@ -55,7 +56,11 @@ class NeuronConfig:
     state_dtype: dtype of membrane and spike state; ``None`` means float32 (float64 for
       float64 inputs).
     implementation: ``"fused"`` (hand-written backward through time) or ``"autodiff"``.
-    unroll: ``jax.lax.scan`` unroll factor (``True`` unrolls the whole time loop).
+    unroll: ``jax.lax.scan`` unroll factor of the forward time loop (``True`` unrolls it
+      whole); ``None`` picks by length: whole for ``T <= 8``, where XLA fuses the short loop
+      into a few passes over memory, and a rolled loop (1) for longer ones, where an unrolled
+      loop recomputes every earlier step for each output step. The ``"fused"`` backward always
+      runs as a rolled loop (its fused reductions would be recomputed the same way).
     """
 
     kind: str = "glif"
@@ -66,7 +71,7 @@ class NeuronConfig:
     surrogate_width: float | None = None
     state_dtype: str | None = None
     implementation: str = "fused"
-    unroll: int | bool = True
+    unroll: int | bool | None = None
 
     def __post_init__(self):
         _check_choice("kind", self.kind, tuple(KIND_PARAM_NAMES))
@@ -276,6 +281,16 @@ def _per_step_gain(coeffs: Coefficients, time_steps: int) -> jax.Array:
     return jnp.broadcast_to(coeffs.input_gain, (time_steps,))
 
 
+_MAX_UNROLLED_STEPS = 8
+
+
+def _unroll(unroll: int | bool | None, time_steps: int) -> int | bool:
+    """``NeuronConfig.unroll`` with ``None`` resolved for ``time_steps`` (see there)."""
+    if unroll is None:
+        return True if time_steps <= _MAX_UNROLLED_STEPS else 1
+    return unroll
+
+
 def _autodiff_scan(coeffs, inputs, state, spike_function, unroll):
     gains = _per_step_gain(coeffs, inputs.shape[0])
     step = functools.partial(_autodiff_step, coeffs, spike_function)
@@ -286,26 +301,46 @@ def _autodiff_scan(coeffs, inputs, state, spike_function, unroll):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _fused_scan(spike_function, unroll, coeffs, inputs, membrane0, spike0):
     """Forward of the recurrence; returns (spikes in the inputs' dtype, membranes in state dtype)."""
-    return _fused_forward(spike_function, unroll, coeffs, inputs, membrane0, spike0)
+    return _fused_forward(unroll, coeffs, inputs, membrane0, spike0)
 
 
-def _fused_forward(spike_function, unroll, coeffs, inputs, membrane0, spike0):
-    del spike_function  # the forward is the exact Heaviside
-
-    def step(state, gain_and_input):
-        gain, inputs_t = gain_and_input
+def _fused_forward(unroll, coeffs, inputs, membrane0, spike0):
+    def step(membrane_prev, xs):
+        # Only the membrane is carried: the last spike is recomputed from it (same bits), which
+        # saves writing and reading a spike array per step; step 0 takes the given spike0.
+        # Spikes leave the loop as booleans (a quarter of the bytes) and become floats after it.
+        time_step, gain, inputs_t = xs
+        spike_prev = jnp.where(time_step == 0, spike0, (membrane_prev - coeffs.threshold > 0).astype(spike0.dtype))
+        state = NeuronState(membrane_prev, spike_prev)
         membrane = _membrane_update(coeffs, gain, state, inputs_t.astype(membrane0.dtype))
-        spike = (membrane - coeffs.threshold > 0).astype(membrane.dtype)
-        return NeuronState(membrane, spike), (spike.astype(inputs.dtype), membrane)
+        return membrane, (membrane - coeffs.threshold > 0, membrane)  # exact Heaviside forward
 
-    gains = _per_step_gain(coeffs, inputs.shape[0])
-    _, (spikes, membranes) = jax.lax.scan(step, NeuronState(membrane0, spike0), (gains, inputs), unroll=unroll)
-    return spikes, membranes
+    time_steps = inputs.shape[0]
+    xs = (jnp.arange(time_steps), _per_step_gain(coeffs, time_steps), inputs)
+    _, (spikes, membranes) = jax.lax.scan(step, membrane0, xs, unroll=unroll)
+    return spikes.astype(inputs.dtype), membranes
 
 
 def _fused_scan_fwd(spike_function, unroll, coeffs, inputs, membrane0, spike0):
-    spikes, membranes = _fused_forward(spike_function, unroll, coeffs, inputs, membrane0, spike0)
+    # symbolic_zeros: every array argument arrives wrapped with its `perturbed` bit
+    coeffs, inputs, membrane0, spike0 = jax.custom_derivatives.custom_vjp_primal_tree_values(
+        (coeffs, inputs, membrane0, spike0)
+    )
+    spikes, membranes = _fused_forward(unroll, coeffs, inputs, membrane0, spike0)
     return (spikes, membranes), (coeffs, inputs, membrane0, spike0, membranes)
+
+
+# The backward sums six per-step terms over batch and space. One jnp.sum per term would read the
+# step's arrays six times (XLA:CPU's library reductions fuse no compare/select, so it also writes
+# intermediates), and one variadic reduction over all elements is a slow strided loop. So the
+# leading elements are split into a few equal chunks that one variadic reduction adds together
+# (one streaming pass for all terms), and the small partials are then summed per term.
+_MAX_CHUNKS = 8
+
+
+def _chunk_count(size: int) -> int:
+    """The largest divisor of ``size`` that is at most ``_MAX_CHUNKS`` (1 if none is larger)."""
+    return max(k for k in range(1, min(size, _MAX_CHUNKS) + 1) if size % k == 0)
 
 
 def _sum_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -315,54 +350,85 @@ def _sum_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return jnp.sum(x, axis=axes, keepdims=True) if axes else x
 
 
+def _sums_to(values: dict[str, jax.Array], shapes: dict[str, tuple[int, ...]]) -> dict[str, jax.Array]:
+    """``_sum_to(values[name], shapes[name])`` for every name, reading the arrays once for all sums."""
+    groups: dict[tuple[tuple[int, ...], int], list[str]] = {}
+    for name, value in values.items():
+        groups.setdefault((value.shape, value.ndim - len(shapes[name])), []).append(name)
+    sums = {}
+    for (shape, leading), names in groups.items():
+        size = math.prod(shape[:leading])
+        chunks = _chunk_count(size)
+        operands = tuple(values[name].reshape(chunks, size // chunks, *shape[leading:]) for name in names)
+        if chunks > 1:
+            zeros = tuple(jnp.zeros((), x.dtype) for x in operands)
+            partials = jax.lax.reduce(operands, zeros, lambda a, b: tuple(x + y for x, y in zip(a, b)), (0,))
+        else:
+            partials = tuple(x[0] for x in operands)
+        sums.update({name: _sum_to(partial, shapes[name]) for name, partial in zip(names, partials)})
+    return sums
+
+
+def _is_zero(cotangent) -> bool:
+    return isinstance(cotangent, jax.custom_derivatives.SymbolicZero)
+
+
 def _fused_scan_bwd(spike_function, unroll, residuals, cotangents):
-    """Backward through time, from t = T down to 1, then the initial state.
+    """Backward through time, from t = T down to 1, then the initial state (a rolled loop).
 
     ``delta`` is dL/du_t in total (its own spike, its membrane output and every later step).
     Step t+1's use of ``u_t`` and ``o_t`` is accounted for at iteration t, so that each
     iteration reads only the membrane ``u_t`` it saved (spikes are recomputed from it).
+    Cotangents of unused outputs arrive as symbolic zeros and are never materialised.
     """
+    del unroll  # the loop stays rolled: unrolled, XLA would recompute each step's sums from scratch
     coeffs, inputs, membrane0, spike0, membranes = residuals
     grad_spikes, grad_membranes = cotangents
     dtype = membranes.dtype
     c = coeffs
+    shapes = {name: jnp.shape(value) for name, value in c._asdict().items()}
+
     def from_next_step(delta_next, membrane, spike):
-        """Step t+1's use of ``(u_t, o_t)``: coefficient sums, and dL/du_t, dL/do_t through it."""
-        sums = {
-            "decay": _sum_to(delta_next * membrane * (1 - c.reset_gate * spike), c.decay.shape),
-            "reset_gate": -_sum_to(delta_next * c.decay * membrane * spike, c.reset_gate.shape),
-            "soft_reset": -_sum_to(delta_next * spike, c.soft_reset.shape),
+        """Step t+1's use of ``(u_t, o_t)``: coefficient terms to sum, and dL/du_t, dL/do_t through it."""
+        terms = {
+            "decay": delta_next * membrane * (1 - c.reset_gate * spike),
+            "reset_gate": delta_next * c.decay * membrane * spike,  # summed, then negated
+            "soft_reset": delta_next * spike,  # summed, then negated
         }
         grad_membrane = delta_next * c.decay * (1 - c.reset_gate * spike)
         grad_spike = -delta_next * (c.decay * c.reset_gate * membrane + c.soft_reset)
-        return grad_membrane, grad_spike, sums
+        return grad_membrane, grad_spike, terms
 
     def step(delta_next, xs):
-        grad_spike_out, grad_membrane_out, membrane, inputs_t, gain = xs
+        membrane, inputs_t, gain = xs["membrane"], xs["inputs"], xs["gain"]
         distance = membrane - c.threshold
         spike = (distance > 0).astype(dtype)
-        grad_membrane, grad_spike, sums = from_next_step(delta_next, membrane, spike)
-        grad_spike = grad_spike + grad_spike_out.astype(dtype)
+        grad_membrane, grad_spike, terms = from_next_step(delta_next, membrane, spike)
+        if "grad_spike" in xs:
+            grad_spike = grad_spike + xs["grad_spike"].astype(dtype)
         through_spike = grad_spike * spike_function(distance)
-        delta = grad_membrane + grad_membrane_out + through_spike
-        sums["threshold"] = -_sum_to(through_spike, c.threshold.shape)
-        sums["leak"] = -_sum_to(delta, c.leak.shape)
-        sums["input_gain"] = _sum_to(delta * inputs_t.astype(dtype), jnp.shape(gain))
+        delta = grad_membrane + xs["grad_membrane"] if "grad_membrane" in xs else grad_membrane
+        delta = delta + through_spike
+        terms.update(threshold=through_spike, leak=delta, input_gain=delta * inputs_t.astype(dtype))
+        sums = _sums_to(terms, {**shapes, "input_gain": jnp.shape(gain)})
         return delta, ((delta * gain).astype(inputs.dtype), sums)
 
-    gains = _per_step_gain(c, inputs.shape[0])
-    # per-step sums come out as ys (not a carry) so that shard_map's varying-axis types line up
-    delta_first, (grad_inputs, step_sums) = jax.lax.scan(
-        step,
-        jnp.zeros_like(membrane0),
-        (grad_spikes, grad_membranes, membranes, inputs, gains),
-        reverse=True,
-        unroll=unroll,
-    )
-    grad_membrane0, grad_spike0, first_sums = from_next_step(delta_first, membrane0, spike0)
+    xs = {"membrane": membranes, "inputs": inputs, "gain": _per_step_gain(c, inputs.shape[0])}
+    if not _is_zero(grad_spikes):
+        xs["grad_spike"] = grad_spikes
+    if not _is_zero(grad_membranes):
+        xs["grad_membrane"] = grad_membranes
+    # per-step sums come out as ys (not a carry) so that shard_map's varying-axis types line up;
+    # carrying them summed over time measured slower (the loop copies its carry)
+    delta_last = jnp.zeros_like(membrane0)
+    delta_first, (grad_inputs, step_sums) = jax.lax.scan(step, delta_last, xs, reverse=True)
+    grad_membrane0, grad_spike0, first_terms = from_next_step(delta_first, membrane0, spike0)
+    first_sums = _sums_to(first_terms, shapes)
     totals = {name: jnp.sum(value, axis=0) for name, value in step_sums.items()}
     for name, value in first_sums.items():
         totals[name] = totals[name] + value
+    for name in ("reset_gate", "soft_reset", "threshold", "leak"):
+        totals[name] = -totals[name]
     grad_gain = step_sums["input_gain"] if c.input_gain.ndim else totals["input_gain"]
     grad_coeffs = Coefficients(**{name: totals[name] for name in Coefficients._fields if name != "input_gain"},
                                input_gain=grad_gain)
@@ -370,7 +436,7 @@ def _fused_scan_bwd(spike_function, unroll, residuals, cotangents):
     return grad_coeffs, grad_inputs, grad_membrane0, grad_spike0
 
 
-_fused_scan.defvjp(_fused_scan_fwd, _fused_scan_bwd)
+_fused_scan.defvjp(_fused_scan_fwd, _fused_scan_bwd, symbolic_zeros=True)
 
 
 def glif_scan(
@@ -398,10 +464,11 @@ def glif_scan(
     dtype = _state_dtype(inputs, config)
     initial = _initial_like(inputs, initial, dtype)
     coeffs = coefficients(params, config, dtype)
+    unroll = _unroll(config.unroll, inputs.shape[0])
     if config.implementation == "fused":
-        spikes, membranes = _fused_scan(config.spike_function, config.unroll, coeffs, inputs, *initial)
+        spikes, membranes = _fused_scan(config.spike_function, unroll, coeffs, inputs, *initial)
     else:
-        spikes, membranes = _autodiff_scan(coeffs, inputs, initial, config.spike_function, config.unroll)
+        spikes, membranes = _autodiff_scan(coeffs, inputs, initial, config.spike_function, unroll)
     final = NeuronState(membranes[-1], spikes[-1].astype(dtype))
     return spikes, membranes, final
 

@@ -1,0 +1,49 @@
+"""glif-jax against spikingjelly's GatedLIFNode (SPEC §1), an independent implementation.
+
+Runs only where the ``bench`` extra (torch CPU, spikingjelly) is installed; the main suite
+does not need torch.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("spikingjelly")
+
+from benchmarks import torch_glif  # noqa: E402
+from glif_jax.neuron import glif  # noqa: E402
+
+TIME_STEPS, BATCH, HEIGHT, WIDTH, CHANNELS = 4, 2, 3, 3, 5
+
+
+def small_problem(seed=0):
+    """Per-channel logits around SPEC §1's CIFAR initialisation (float32 values, float64 arrays)."""
+    rng = np.random.default_rng(seed)
+    centre = {"alpha": 0.0, "beta": 0.0, "gamma": 0.0, "tau": -1.1, "lam": -2.7, "v_th": 0.0, "v_re": 0.0}
+    logits = {name: value + rng.normal(0, 0.5, CHANNELS) for name, value in centre.items()}
+    logits["cond"] = rng.normal(0, 0.5, (TIME_STEPS, CHANNELS))
+    logits = {name: value.astype(np.float32).astype(np.float64) for name, value in logits.items()}
+    shape = (TIME_STEPS, BATCH, HEIGHT, WIDTH, CHANNELS)
+    inputs = rng.uniform(-0.5, 1.5, shape)
+    grad_spikes = rng.normal(0, 1, shape)
+    return inputs, grad_spikes, logits
+
+
+def test_spikes_and_gradients_equal_spikingjelly_gated_lif_node():
+    """SPEC §1 (GLIF, soft gates, channel-wise, rectangular surrogate of width 1): same spikes,
+    same gradients for the inputs and all eight parameters, in float64."""
+    inputs, grad_spikes, logits = small_problem()
+    want = torch_glif.spikingjelly_reference(inputs, grad_spikes, logits)
+    with jax.enable_x64(True):
+        params = {name: jnp.asarray(value) for name, value in logits.items()}
+        spikes, pullback = jax.vjp(lambda p, x: glif(p, x), params, jnp.asarray(inputs))
+        grad_params, grad_inputs = pullback(jnp.asarray(grad_spikes))
+    assert 0 < want["spikes"].sum() < want["spikes"].size  # neither silent nor saturated
+    np.testing.assert_array_equal(np.asarray(spikes), want["spikes"])
+    np.testing.assert_allclose(np.asarray(grad_inputs), want["inputs"], rtol=1e-9, atol=1e-12)
+    for name, value in grad_params.items():
+        np.testing.assert_allclose(np.asarray(value), want[name], rtol=1e-9, atol=1e-12, err_msg=name)
