@@ -265,7 +265,8 @@ def glif_step(
     config = _make_config(config, options)
     coeffs = coefficients(params, config, state.membrane.dtype)
     gain = coeffs.input_gain[time_step] if coeffs.input_gain.ndim else coeffs.input_gain
-    return _autodiff_step(coeffs, config.spike_function, state, (gain, inputs))
+    state, (spikes, _) = _autodiff_step(coeffs, config.spike_function, state, (gain, inputs))
+    return state, spikes
 
 
 def _autodiff_step(coeffs, spike_function, state, gain_and_input):

@@ -168,7 +168,8 @@ def test_step_function_iterated_by_hand_equals_scan():
     spikes = []
     for t in range(5):
         state, spike = glif_step(state, logits, x[t], t)
-        spikes.append(spike[0])
+        assert spike.shape == x.shape[1:]
+        spikes.append(spike)
     np.testing.assert_array_equal(np.stack(spikes), np.asarray(glif(logits, x)))
 
 
