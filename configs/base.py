@@ -31,25 +31,24 @@ def neuron(**overrides: Any) -> ml_collections.ConfigDict:
     """`config.model.neuron`: the paper's GLIF (soft learnable gates, rectangular surrogate)."""
     values = dict(kind="glif", gates="soft", static_gates=False, static_primitives=False,
                   surrogate="rectangular", surrogate_width=config_dict.placeholder(float))
-    unknown = set(overrides) - set(values)
-    if unknown:
-        raise ValueError(f"neuron overrides: unknown fields {sorted(unknown)}; "
-                         f"expected some of {sorted(values)}")
-    values.update(overrides)
-    return ml_collections.ConfigDict(values)
+    return _with_overrides(values, overrides, "neuron overrides: unknown fields")
 
 
 def model_kwargs(model: str, **overrides: Any) -> ml_collections.ConfigDict:
     """`config.model.kwargs`: every option of `model` (`glif_jax.models.model_options`) with its
     default, so that each can be overridden (and type-checked) on the command line, e.g.
     `--config.model.kwargs.width_multiplier=0.25`; `overrides` replace some defaults."""
-    values = models.model_options(model)
-    unknown = set(overrides) - set(values)
+    return _with_overrides(models.model_options(model), overrides,
+                           f"model overrides: model {model!r} has no options")
+
+
+def _with_overrides(defaults: dict[str, Any], overrides: dict[str, Any], unknown_message: str
+                    ) -> ml_collections.ConfigDict:
+    """`defaults` with some values replaced; a name not among the defaults is an error."""
+    unknown = set(overrides) - set(defaults)
     if unknown:
-        raise ValueError(f"model overrides: model {model!r} has no options {sorted(unknown)}; "
-                         f"expected some of {sorted(values)}")
-    values.update(overrides)
-    return ml_collections.ConfigDict(values)
+        raise ValueError(f"{unknown_message} {sorted(unknown)}; expected some of {sorted(defaults)}")
+    return ml_collections.ConfigDict({**defaults, **overrides})
 
 
 def experiment(
