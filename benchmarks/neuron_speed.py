@@ -98,11 +98,12 @@ def copy_calls(inputs: np.ndarray) -> dict[str, object]:
 
 def frameworks(variants: bool, compile_loop: bool) -> dict[str, object]:
     """name -> NeuronConfig (glif-jax) or the name of a torch_glif framework."""
-    chosen: dict[str, object] = {"glif-jax": NeuronConfig()}
+    # the default picks the compiled CPU kernel; "XLA" is the pure-XLA path (GPU/TPU, no compiler)
+    chosen: dict[str, object] = {"glif-jax": NeuronConfig(), "glif-jax XLA": NeuronConfig(implementation="fused")}
     if variants:
         chosen.update({
-            "glif-jax unroll=1": NeuronConfig(unroll=1),
-            "glif-jax unroll=True": NeuronConfig(unroll=True),
+            "glif-jax XLA unroll=1": NeuronConfig(implementation="fused", unroll=1),
+            "glif-jax XLA unroll=T": NeuronConfig(implementation="fused", unroll=True),
             "glif-jax autodiff": NeuronConfig(implementation="autodiff"),
         })
     if torch_glif is not None:

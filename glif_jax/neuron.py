@@ -12,9 +12,11 @@ One step, for effective coefficients computed once from the parameters (:func:`c
 For GLIF these are ``decay = 1 - a(1 - tau)``, ``reset_gate = g``, ``leak = (1 - a) lam``,
 ``input_gain = 1 - b(1 - cond)``, ``soft_reset = (1 - g) v_re``, ``threshold = v_th``, which
 is SPEC §1's update term by term; GLIF_f and LIF are the same recurrence with other
-coefficients. :func:`glif` runs it over time with a hand-written backward pass through time
-(``implementation="fused"``, the default, which keeps only the membrane of every step) or
-with autodiff through :func:`jax.lax.scan` of :func:`glif_step` (``"autodiff"``).
+coefficients. :func:`glif` runs it over time in the compiled CPU kernel of
+:mod:`glif_jax.cpu_kernel` when compiling for the CPU (``implementation="auto"``, the default),
+else as an XLA scan with a hand-written backward pass through time (``"fused"``, which keeps
+only the membrane of every step), or with autodiff through :func:`jax.lax.scan` of
+:func:`glif_step` (``"autodiff"``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from glif_jax import cpu_kernel
 from glif_jax import surrogate as surrogate_lib
 
 GATE_NAMES = ("alpha", "beta", "gamma")
@@ -38,7 +41,7 @@ KIND_PARAM_NAMES = {
     "lif": ("tau", "v_th"),
 }
 GATE_MODES = ("soft", "hard")
-IMPLEMENTATIONS = ("fused", "autodiff")
+IMPLEMENTATIONS = ("auto", "kernel", "fused", "autodiff")
 
 Params = Mapping[str, jax.Array]
 
@@ -55,8 +58,12 @@ class NeuronConfig:
     surrogate, surrogate_width: the spike's surrogate derivative (see :mod:`glif_jax.surrogate`).
     state_dtype: dtype of membrane and spike state; ``None`` means float32 (float64 for
       float64 inputs).
-    implementation: ``"fused"`` (hand-written backward through time) or ``"autodiff"``.
-    unroll: ``jax.lax.scan`` unroll factor of the forward time loop (``True`` unrolls it
+    implementation: ``"fused"`` (an XLA time scan with a hand-written backward through time),
+      ``"kernel"`` (the compiled CPU kernel of :mod:`glif_jax.cpu_kernel`: the same numbers,
+      several times faster on the CPU; an error where it cannot run), ``"auto"`` (the kernel
+      when compiling for the CPU and it supports the neuron, else ``"fused"``), or
+      ``"autodiff"`` (autodiff through a scan of :func:`glif_step`; also differentiable twice).
+    unroll: ``jax.lax.scan`` unroll factor of the XLA forward time loop (``True`` unrolls it
       whole); ``None`` picks by length: whole for ``T <= 8``, where XLA fuses the short loop
       into a few passes over memory, and a rolled loop (1) for longer ones, where an unrolled
       loop recomputes every earlier step for each output step. The ``"fused"`` backward always
@@ -70,7 +77,7 @@ class NeuronConfig:
     surrogate: str | surrogate_lib.Surrogate = "rectangular"
     surrogate_width: float | None = None
     state_dtype: str | None = None
-    implementation: str = "fused"
+    implementation: str = "auto"
     unroll: int | bool | None = None
 
     def __post_init__(self):
@@ -460,18 +467,41 @@ def glif_scan(
       ``spikes`` (shape and dtype of ``inputs``), ``membranes`` ``[T, ..., C]`` in the
       state dtype, and the final ``NeuronState`` (to continue a stream).
     """
-    config = _make_config(config, options)
+    spikes, membranes = _run(params, inputs, initial, _make_config(config, options), keep_membranes=True)
+    final = NeuronState(membranes[-1], spikes[-1].astype(membranes.dtype))
+    return spikes, membranes, final
+
+
+def _run(params, inputs, initial, config: NeuronConfig, keep_membranes: bool):
+    """Spikes, and the membranes ``[T, ..., C]`` in the state dtype (a scalar zero unless kept)."""
     _validate(params, inputs, config)
     dtype = _state_dtype(inputs, config)
+    given = initial is not None
     initial = _initial_like(inputs, initial, dtype)
     coeffs = coefficients(params, config, dtype)
-    unroll = _unroll(config.unroll, inputs.shape[0])
+    if config.implementation == "autodiff":
+        spikes, membranes = _autodiff_scan(coeffs, inputs, initial, config.spike_function,
+                                           _unroll(config.unroll, inputs.shape[0]))
+        return spikes, membranes if keep_membranes else jnp.zeros((), dtype)
+
+    def fused():
+        spikes, membranes = _fused_scan(config.spike_function, _unroll(config.unroll, inputs.shape[0]),
+                                        coeffs, inputs, *initial)
+        return spikes, membranes if keep_membranes else jnp.zeros((), dtype)
+
+    def kernel():
+        spikes, membranes = cpu_kernel.scan(coeffs, inputs, initial if given else None, config.spike_function,
+                                            keep_membranes)
+        return spikes, membranes if keep_membranes else jnp.zeros((), dtype)  # glif() reads spikes only
+
     if config.implementation == "fused":
-        spikes, membranes = _fused_scan(config.spike_function, unroll, coeffs, inputs, *initial)
-    else:
-        spikes, membranes = _autodiff_scan(coeffs, inputs, initial, config.spike_function, unroll)
-    final = NeuronState(membranes[-1], spikes[-1].astype(dtype))
-    return spikes, membranes, final
+        return fused()
+    if config.implementation == "kernel":
+        return kernel()
+    if cpu_kernel.unsupported(config.spike_function, inputs.dtype, dtype) is not None:
+        return fused()
+    # "auto": chosen when lowering, so the same function also compiles for GPU and TPU
+    return jax.lax.platform_dependent(cpu=kernel, default=fused)
 
 
 def glif(params: Params, inputs: jax.Array, config: NeuronConfig | None = None, **options) -> jax.Array:
@@ -480,4 +510,4 @@ def glif(params: Params, inputs: jax.Array, config: NeuronConfig | None = None, 
     See :func:`glif_scan` for the arguments; e.g.
     ``glif(params, x, gates="hard", surrogate="sigmoid", surrogate_width=4.0)``.
     """
-    return glif_scan(params, inputs, None, config, **options)[0]
+    return _run(params, inputs, None, _make_config(config, options), keep_membranes=False)[0]

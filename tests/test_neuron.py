@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from glif_jax import neuron
+from glif_jax import cpu_kernel, neuron
 from glif_jax.neuron import NeuronConfig, NeuronState, glif, glif_scan, glif_step
 from tests import neuron_reference as ref
 
@@ -57,11 +57,14 @@ def as_jax(tree, dtype):
 
 
 CASES = list(itertools.product(VARIANTS, (1, 2, 6), (True, False)))
+# "auto" is one of these on any platform (the kernel on the CPU; tests/test_cpu_kernel.py checks
+# which); the kernel is left out only where it could not be built (test_kernel_is_built)
+IMPLEMENTATIONS = ("fused", "autodiff") + (("kernel",) if cpu_kernel.available() else ())
 
 
 @pytest.mark.parametrize("variant,time_steps,channel_wise", CASES)
 def test_forward_matches_reference_float64(variant, time_steps, channel_wise):
-    """SPEC §1: spikes bit-for-bit and membranes to 1e-12, in every regime, both implementations."""
+    """SPEC §1: spikes bit-for-bit and membranes to 1e-12, in every regime, every implementation."""
     kind, gates, static_gates = variant
     logits = make_logits(kind, time_steps, channel_wise, seed=time_steps)
     fired = {}
@@ -70,7 +73,7 @@ def test_forward_matches_reference_float64(variant, time_steps, channel_wise):
             x = make_inputs(regime, time_steps, seed=time_steps)
             want_spikes, want_membranes = ref.forward(logits, x, kind, gates)
             fired[regime] = want_spikes.mean()
-            for implementation in neuron.IMPLEMENTATIONS:
+            for implementation in IMPLEMENTATIONS:
                 spikes, membranes, final = glif_scan(
                     as_jax(logits, jnp.float64), jnp.asarray(x), kind=kind, gates=gates,
                     static_gates=static_gates, implementation=implementation,
@@ -131,7 +134,7 @@ def test_gradients_match_hand_written_bptt(variant, surrogate, channel_wise):
     want_spikes, _ = ref.forward(logits, x, kind, gates, u0, o0)
     assert 0 < want_spikes.mean() < 1, "the test needs both spikes and silence"
     with jax.enable_x64(True):
-        for implementation in neuron.IMPLEMENTATIONS:
+        for implementation in IMPLEMENTATIONS:
             def loss(params, inputs, membrane0, spike0):
                 spikes, membranes, _ = glif_scan(
                     params, inputs, NeuronState(membrane0, spike0), kind=kind, gates=gates,
@@ -219,7 +222,7 @@ def test_vmap_over_batch_equals_loop(problem):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads_mapped, grads_looped)
 
 
-@pytest.mark.parametrize("implementation", neuron.IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_grad_under_checkpoint_equals_without(problem, implementation):
     params, x = problem
     plain = jax.grad(loss_fn, argnums=(0, 1))(params, x, implementation)

@@ -1,0 +1,556 @@
+// The GLIF time loop as XLA FFI custom calls for the CPU (SPEC §1), used by glif_jax.cpu_kernel.
+//
+// The same recurrence as glif_jax/neuron.py, in the coefficient form computed there:
+//
+//   membrane = decay * membrane_prev * (1 - reset_gate * spike_prev) - leak
+//              + input_gain[t] * input[t] - soft_reset * spike_prev
+//   spike    = H(membrane - threshold)
+//
+// term by term in this order, with no fused multiply-adds (-ffp-contract=off), so float32 and
+// float64 results are bit-identical to these equations evaluated in NumPy. Why a kernel: XLA:CPU
+// runs the time loop as T passes over memory (the membrane is stored and reloaded every step);
+// here a tile of elements stays in cache while all T steps run over it, forward and backward.
+//
+// Shapes (leading batch dims [G...] appear under jax.vmap and are looped over):
+//   inputs, spikes, membranes, grad_*  [G..., T, N, C]   (N = everything between time and channels)
+//   coefficients                       [G..., 5, C]      decay, reset_gate, leak, soft_reset, threshold
+//   input_gain                         [G..., T, C]
+//   membrane0, spike0                  [G..., N, C]      (or placeholders: start from zeros)
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+enum Coefficient { kDecay, kResetGate, kLeak, kSoftReset, kThreshold, kCoefficients };
+
+// Elements per tile: the membrane (and, backward, delta) of a tile stay in L1 across all steps.
+// Inner loops run over a "run" of whole rows, about kRun elements, against coefficients laid out
+// for that run (per-channel values repeated per row): long vector loops whatever C is.
+constexpr int64_t kRun = 256;
+constexpr int64_t kTile = 2048;
+// Tiles are grouped into at most this many chunks per problem; chunks are the parallel tasks
+// and the units of the backward's partial sums, which are added in chunk order (deterministic).
+constexpr int64_t kMaxChunks = 32;
+
+// The hot loops are compiled for several x86 levels (AVX-512, AVX2, baseline) and the best one
+// the CPU has is picked when the library loads: XLA's own loops use the widest vectors too.
+// Everything the clones call is inlined into them, so that it is compiled for their level.
+#define GLIF_INLINE inline __attribute__((always_inline))
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GLIF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define GLIF_CLONES
+#endif
+
+enum Surrogate { kRectangular = 0, kSigmoid = 1, kArctan = 2, kTriangle = 3 };
+
+// Runs body(task) for every task in [0, tasks) on the calling thread and XLA's intra-op pool.
+// Workers take tasks from a shared counter, so the caller waits only for tasks that a running
+// thread has started (no deadlock when the pool is busy); late workers find nothing to do.
+template <typename Body>
+void ParallelFor(ffi::ThreadPool& pool, int64_t tasks, const Body& body) {
+  struct Shared {
+    explicit Shared(int64_t n, const Body& b) : tasks(n), body(b) {}
+    const int64_t tasks;
+    const Body& body;  // only used while tasks remain, i.e. while the caller waits
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+    std::mutex mutex;
+    std::condition_variable finished;
+  };
+  if (tasks <= 0) return;
+  auto shared = std::make_shared<Shared>(tasks, body);
+  auto work = [shared]() {
+    int64_t count = 0;
+    for (int64_t task; (task = shared->next.fetch_add(1)) < shared->tasks; ++count) shared->body(task);
+    if (count > 0 && shared->done.fetch_add(count) + count == shared->tasks) {
+      std::lock_guard<std::mutex> lock(shared->mutex);
+      shared->finished.notify_all();
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(pool.num_threads(), tasks) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule(decltype(work)(work));
+  work();
+  std::unique_lock<std::mutex> lock(shared->mutex);
+  shared->finished.wait(lock, [&] { return shared->done.load() == shared->tasks; });
+}
+
+struct Layout {
+  int64_t problems, time_steps, rows, channels;  // G, T, N, C
+  int64_t elements() const { return rows * channels; }  // per step
+  int64_t run_rows() const { return std::max<int64_t>(1, kRun / std::max<int64_t>(1, channels)); }
+  int64_t run_elements() const { return run_rows() * channels; }
+  // a tile is whole runs (but the last tile of a problem may end in a shorter run)
+  int64_t tile_rows() const { return run_rows() * std::max<int64_t>(1, kTile / run_elements()); }
+  int64_t tile_elements() const { return tile_rows() * channels; }
+  int64_t tiles() const { return (rows + tile_rows() - 1) / tile_rows(); }
+  int64_t chunks() const { return std::min(tiles(), kMaxChunks); }
+  // tiles [first_tile(k), first_tile(k + 1)) make chunk k
+  int64_t first_tile(int64_t chunk) const { return chunk * tiles() / chunks(); }
+};
+
+// The coefficients of one problem laid out for one run: kCoefficients rows, then T rows of
+// input gain, each of run_elements() (the C per-channel values repeated run_rows() times).
+template <typename F>
+std::vector<F> RunCoefficients(const Layout& s, const F* coefficients, const F* input_gain) {
+  const int64_t C = s.channels, L = s.run_elements();
+  std::vector<F> laid_out((kCoefficients + s.time_steps) * L);
+  for (int64_t row = 0; row < kCoefficients + s.time_steps; ++row) {
+    const F* values = row < kCoefficients ? coefficients + row * C : input_gain + (row - kCoefficients) * C;
+    for (int64_t k = 0; k < L; k += C) std::copy(values, values + C, &laid_out[row * L + k]);
+  }
+  return laid_out;
+}
+
+template <typename F>
+struct ForwardBuffers {
+  const F *inputs, *coefficients, *input_gain, *membrane0, *spike0;  // membrane0, spike0 null: zeros
+  F *spikes, *membranes;                                             // membranes may be null
+};
+
+// How a step finds the previous state (see ForwardRun).
+enum PreviousState { kZeroState, kGivenSpikes, kFromMembrane };
+
+// One step over `n` elements of one run; restrict: nothing here aliases (vectorises). The last
+// spike is recomputed from the last membrane (u > v_th is exactly u - v_th > 0 for floats),
+// except at the first step: from a zero state the update is exactly gain * x - leak, and a given
+// initial state reads `spike0`.
+template <typename F, int kPrevious>
+GLIF_INLINE void ForwardRun(int64_t n, const F* __restrict__ x, F* __restrict__ out, F* __restrict__ mem,
+                            F* __restrict__ membrane, const F* __restrict__ spike0, const F* __restrict__ decay,
+                            const F* __restrict__ reset_gate, const F* __restrict__ leak,
+                            const F* __restrict__ gain, const F* __restrict__ soft_reset,
+                            const F* __restrict__ threshold) {
+  for (int64_t j = 0; j < n; ++j) {
+    F m;
+    if (kPrevious == kZeroState) {
+      m = gain[j] * x[j] - leak[j];
+    } else {
+      const F o = kPrevious == kGivenSpikes ? spike0[j] : (membrane[j] > threshold[j] ? F(1) : F(0));
+      m = decay[j] * membrane[j] * (F(1) - reset_gate[j] * o) - leak[j] + gain[j] * x[j] - soft_reset[j] * o;
+    }
+    membrane[j] = m;
+    out[j] = m > threshold[j] ? F(1) : F(0);
+  }
+  if (mem) std::copy(membrane, membrane + n, mem);
+}
+
+template <typename F>
+GLIF_INLINE void ForwardChunk(const Layout& s, const ForwardBuffers<F>& b, int64_t problem, int64_t chunk) {
+  const int64_t C = s.channels, M = s.elements(), T = s.time_steps, L = s.run_elements();
+  const std::vector<F> laid_out = RunCoefficients<F>(s, b.coefficients + problem * kCoefficients * C,
+                                                     b.input_gain + problem * T * C);
+  const F *decay = &laid_out[kDecay * L], *reset_gate = &laid_out[kResetGate * L], *leak = &laid_out[kLeak * L],
+          *soft_reset = &laid_out[kSoftReset * L], *threshold = &laid_out[kThreshold * L];
+  const int64_t series = problem * T * M;  // offset of step 0 of this problem
+  std::vector<F> membrane_buffer(s.tile_elements());
+  F* membrane = membrane_buffer.data();
+  for (int64_t tile = s.first_tile(chunk); tile < s.first_tile(chunk + 1); ++tile) {
+    const int64_t row_begin = tile * s.tile_rows(), rows = std::min(s.tile_rows(), s.rows - row_begin);
+    const int64_t begin = row_begin * C, count = rows * C;
+    const int64_t state = problem * M + begin;
+    if (b.membrane0) std::copy(b.membrane0 + state, b.membrane0 + state + count, membrane);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t at = series + t * M + begin;
+      const F* x = b.inputs + at;
+      F* out = b.spikes + at;
+      F* mem = b.membranes ? b.membranes + at : nullptr;
+      const F* gain = &laid_out[(kCoefficients + t) * L];
+      for (int64_t k = 0; k < count; k += L) {
+        const int64_t n = std::min(L, count - k);
+        F* m = mem ? mem + k : nullptr;
+        if (t > 0)
+          ForwardRun<F, kFromMembrane>(n, x + k, out + k, m, membrane + k, nullptr, decay, reset_gate, leak, gain,
+                                       soft_reset, threshold);
+        else if (b.membrane0)
+          ForwardRun<F, kGivenSpikes>(n, x + k, out + k, m, membrane + k, b.spike0 + state + k, decay, reset_gate,
+                                      leak, gain, soft_reset, threshold);
+        else
+          ForwardRun<F, kZeroState>(n, x + k, out + k, m, membrane + k, nullptr, decay, reset_gate, leak, gain,
+                                    soft_reset, threshold);
+      }
+    }
+  }
+}
+
+template <typename F>
+GLIF_INLINE F SurrogateDerivative(int surrogate, F x, F width, F half_width, F inverse_width) {
+  switch (surrogate) {
+    case kRectangular:
+      return std::abs(x) < half_width ? inverse_width : F(0);
+    case kSigmoid: {
+      const F up = F(1) / (F(1) + std::exp(-width * x)), down = F(1) / (F(1) + std::exp(width * x));
+      return width * up * down;
+    }
+    case kArctan: {
+      const F z = F(M_PI / 2) * width * x;
+      return (width / F(2)) / (F(1) + z * z);
+    }
+    default:  // kTriangle
+      return std::max(F(0), F(1) - std::abs(x) / width) / width;
+  }
+}
+
+template <typename F>
+struct BackwardBuffers {
+  const F *inputs, *membranes, *coefficients, *input_gain;
+  const F *membrane0, *spike0;          // null: the state started from zeros (no gradient for it)
+  const F *grad_spikes, *grad_membranes;  // each may be null (a zero cotangent)
+  F *grad_inputs, *grad_coefficients, *grad_input_gain, *grad_membrane0, *grad_spike0;
+};
+
+struct BackwardOptions {
+  int surrogate;
+  double width;
+};
+
+// One step back through time over `n` elements of one channel row (see BackwardChunk).
+template <typename F, int kSurrogate>
+GLIF_INLINE void BackwardRun(int64_t n, const F* __restrict__ x, const F* __restrict__ mem,
+                        const F* __restrict__ grad_spike_in, const F* __restrict__ grad_membrane_in,
+                        F* __restrict__ grad_x, F* __restrict__ delta_next, const F* __restrict__ decay,
+                        const F* __restrict__ reset_gate, const F* __restrict__ soft_reset,
+                        const F* __restrict__ threshold, const F* __restrict__ gain, F* __restrict__ sum_decay,
+                        F* __restrict__ sum_reset_gate, F* __restrict__ sum_soft_reset, F* __restrict__ sum_threshold,
+                        F* __restrict__ sum_leak, F* __restrict__ sum_gain, F width, F half_width, F inverse_width) {
+  for (int64_t c = 0; c < n; ++c) {
+    const F u = mem[c], distance = u - threshold[c];
+    const F o = distance > F(0) ? F(1) : F(0);
+    const F next = delta_next[c];
+    // step t + 1's use of (u_t, o_t)
+    const F kept = F(1) - reset_gate[c] * o;
+    sum_decay[c] += next * u * kept;
+    sum_reset_gate[c] += next * decay[c] * u * o;
+    sum_soft_reset[c] += next * o;
+    const F grad_spike = -next * (decay[c] * reset_gate[c] * u + soft_reset[c]) + grad_spike_in[c];
+    const F through_spike =
+        grad_spike * SurrogateDerivative<F>(kSurrogate, distance, width, half_width, inverse_width);
+    const F delta = next * decay[c] * kept + grad_membrane_in[c] + through_spike;
+    sum_threshold[c] += through_spike;
+    sum_leak[c] += delta;
+    sum_gain[c] += delta * x[c];
+    grad_x[c] = delta * gain[c];
+    delta_next[c] = delta;
+  }
+}
+
+// One chunk's backward through time; adds its per-channel sums into partial (double):
+// [kCoefficients, C] coefficient sums, then [T, C] input-gain sums. delta is dL/du_t in total;
+// step t + 1's use of (u_t, o_t) is accounted for at step t, so each step reads only u_t.
+template <typename F, int kSurrogate>
+GLIF_INLINE void BackwardChunk(const Layout& s, const BackwardBuffers<F>& b, const BackwardOptions& options,
+                               int64_t problem, int64_t chunk, double* partial) {
+  const int64_t C = s.channels, M = s.elements(), T = s.time_steps, L = s.run_elements();
+  const std::vector<F> laid_out = RunCoefficients<F>(s, b.coefficients + problem * kCoefficients * C,
+                                                     b.input_gain + problem * T * C);
+  const F *decay = &laid_out[kDecay * L], *reset_gate = &laid_out[kResetGate * L],
+          *soft_reset = &laid_out[kSoftReset * L], *threshold = &laid_out[kThreshold * L];
+  const int64_t series = problem * T * M;
+  const F width = F(options.width), half_width = F(options.width / 2), inverse_width = F(1.0 / options.width);
+  std::vector<F> delta_buffer(s.tile_elements()), zeros(s.tile_elements(), F(0));
+  F* delta_next = delta_buffer.data();
+  // sums over one tile in F, by position in the run (tile rows / run rows x T terms each), then
+  // folded to channels and added into `partial`
+  std::vector<F> sums(kCoefficients * L), gain_sums(L);
+  F *sum_decay = &sums[kDecay * L], *sum_reset_gate = &sums[kResetGate * L], *sum_leak = &sums[kLeak * L],
+    *sum_soft_reset = &sums[kSoftReset * L], *sum_threshold = &sums[kThreshold * L];
+  double* partial_gain = partial + kCoefficients * C;
+  for (int64_t tile = s.first_tile(chunk); tile < s.first_tile(chunk + 1); ++tile) {
+    const int64_t row_begin = tile * s.tile_rows(), rows = std::min(s.tile_rows(), s.rows - row_begin);
+    const int64_t begin = row_begin * C, count = rows * C;
+    std::fill(delta_next, delta_next + count, F(0));
+    std::fill(sums.begin(), sums.end(), F(0));
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t at = series + t * M + begin;
+      const F* grad_spike_in = b.grad_spikes ? b.grad_spikes + at : zeros.data();
+      const F* grad_membrane_in = b.grad_membranes ? b.grad_membranes + at : zeros.data();
+      std::fill(gain_sums.begin(), gain_sums.end(), F(0));
+      for (int64_t k = 0; k < count; k += L)
+        BackwardRun<F, kSurrogate>(std::min(L, count - k), b.inputs + at + k, b.membranes + at + k,
+                                   grad_spike_in + k, grad_membrane_in + k, b.grad_inputs + at + k, delta_next + k,
+                                   decay, reset_gate, soft_reset, threshold, &laid_out[(kCoefficients + t) * L],
+                                   sum_decay, sum_reset_gate, sum_soft_reset, sum_threshold, sum_leak,
+                                   gain_sums.data(), width, half_width, inverse_width);
+      for (int64_t k = 0; k < L; k += C)
+        for (int64_t c = 0; c < C; ++c) partial_gain[t * C + c] += gain_sums[k + c];
+    }
+    // the first step's use of the initial state (nothing to add for a zero state)
+    const int64_t state = problem * M + begin;
+    for (int64_t k = 0; b.membrane0 && k < count; ++k) {
+      const int64_t j = k % L;
+      const F next = delta_next[k], u = b.membrane0[state + k], o = b.spike0[state + k];
+      const F kept = F(1) - reset_gate[j] * o;
+      sum_decay[j] += next * u * kept;
+      sum_reset_gate[j] += next * decay[j] * u * o;
+      sum_soft_reset[j] += next * o;
+      b.grad_membrane0[state + k] = next * decay[j] * kept;
+      b.grad_spike0[state + k] = -next * (decay[j] * reset_gate[j] * u + soft_reset[j]);
+    }
+    for (int64_t i = 0; i < kCoefficients; ++i)
+      for (int64_t k = 0; k < L; k += C)
+        for (int64_t c = 0; c < C; ++c) partial[i * C + c] += sums[i * L + k + c];
+  }
+}
+
+// The entry points of the clones, one per dtype (and surrogate).
+GLIF_CLONES void ForwardChunkF32(const Layout& s, const ForwardBuffers<float>& b, int64_t problem, int64_t chunk) {
+  ForwardChunk<float>(s, b, problem, chunk);
+}
+GLIF_CLONES void ForwardChunkF64(const Layout& s, const ForwardBuffers<double>& b, int64_t problem, int64_t chunk) {
+  ForwardChunk<double>(s, b, problem, chunk);
+}
+void ForwardChunkOf(const Layout& s, const ForwardBuffers<float>& b, int64_t problem, int64_t chunk) {
+  ForwardChunkF32(s, b, problem, chunk);
+}
+void ForwardChunkOf(const Layout& s, const ForwardBuffers<double>& b, int64_t problem, int64_t chunk) {
+  ForwardChunkF64(s, b, problem, chunk);
+}
+
+#define GLIF_BACKWARD_CLONE(F, SURROGATE)                                                                        \
+  GLIF_CLONES void BackwardChunk_##F##_##SURROGATE(const Layout& s, const BackwardBuffers<F>& b,                 \
+                                                   const BackwardOptions& o, int64_t problem, int64_t chunk,    \
+                                                   double* partial) {                                           \
+    BackwardChunk<F, SURROGATE>(s, b, o, problem, chunk, partial);                                               \
+  }
+GLIF_BACKWARD_CLONE(float, kRectangular)
+GLIF_BACKWARD_CLONE(float, kSigmoid)
+GLIF_BACKWARD_CLONE(float, kArctan)
+GLIF_BACKWARD_CLONE(float, kTriangle)
+GLIF_BACKWARD_CLONE(double, kRectangular)
+GLIF_BACKWARD_CLONE(double, kSigmoid)
+GLIF_BACKWARD_CLONE(double, kArctan)
+GLIF_BACKWARD_CLONE(double, kTriangle)
+
+template <typename F>
+using BackwardChunkFunction = void (*)(const Layout&, const BackwardBuffers<F>&, const BackwardOptions&, int64_t,
+                                       int64_t, double*);
+
+template <typename F>
+BackwardChunkFunction<F> BackwardChunkFor(int surrogate);
+template <>
+BackwardChunkFunction<float> BackwardChunkFor<float>(int surrogate) {
+  switch (surrogate) {
+    case kRectangular: return BackwardChunk_float_kRectangular;
+    case kSigmoid: return BackwardChunk_float_kSigmoid;
+    case kArctan: return BackwardChunk_float_kArctan;
+    default: return BackwardChunk_float_kTriangle;
+  }
+}
+template <>
+BackwardChunkFunction<double> BackwardChunkFor<double>(int surrogate) {
+  switch (surrogate) {
+    case kRectangular: return BackwardChunk_double_kRectangular;
+    case kSigmoid: return BackwardChunk_double_kSigmoid;
+    case kArctan: return BackwardChunk_double_kArctan;
+    default: return BackwardChunk_double_kTriangle;
+  }
+}
+
+ffi::Error CheckDims(const char* name, ffi::AnyBuffer::Dimensions dims, std::initializer_list<int64_t> tail,
+                     int64_t problems) {
+  const int64_t rank = static_cast<int64_t>(dims.size()), tail_rank = static_cast<int64_t>(tail.size());
+  bool ok = rank >= tail_rank;
+  int64_t lead = 1;
+  for (int64_t i = 0; ok && i < rank - tail_rank; ++i) lead *= dims[i];
+  int64_t i = rank - tail_rank;
+  for (int64_t size : tail) ok = ok && dims[i++] == size;
+  if (ok && lead == problems) return ffi::Error::Success();
+  return ffi::Error::InvalidArgument(std::string("glif_cpu: operand '") + name + "' has an unexpected shape");
+}
+
+ffi::ErrorOr<Layout> LayoutOf(const ffi::AnyBuffer& inputs) {
+  auto dims = inputs.dimensions();
+  if (dims.size() < 3) return ffi::Unexpected(ffi::Error::InvalidArgument("glif_cpu: inputs must be [..., T, N, C]"));
+  const int64_t rank = dims.size();
+  Layout s{1, dims[rank - 3], dims[rank - 2], dims[rank - 1]};
+  for (int64_t i = 0; i < rank - 3; ++i) s.problems *= dims[i];
+  return s;
+}
+
+ffi::Error CheckTypes(std::initializer_list<const ffi::AnyBuffer*> buffers, ffi::DataType type) {
+  if (type != ffi::DataType::F32 && type != ffi::DataType::F64)
+    return ffi::Error::InvalidArgument("glif_cpu: only float32 and float64 are supported");
+  for (const ffi::AnyBuffer* buffer : buffers)
+    if (buffer->element_type() != type) return ffi::Error::InvalidArgument("glif_cpu: operands differ in dtype");
+  return ffi::Error::Success();
+}
+
+#define GLIF_RETURN_IF_ERROR(expr)      \
+  do {                                  \
+    ffi::Error error_ = (expr);         \
+    if (error_.failure()) return error_; \
+  } while (0)
+
+template <typename F>
+void RunForward(ffi::ThreadPool& pool, const Layout& s, const ForwardBuffers<F>& b) {
+  const int64_t chunks = s.chunks();
+  ParallelFor(pool, s.problems * chunks,
+              [&](int64_t task) { ForwardChunkOf(s, b, task / chunks, task % chunks); });
+}
+
+ffi::Error Forward(ffi::ThreadPool pool, ffi::AnyBuffer inputs, ffi::AnyBuffer coefficients, ffi::AnyBuffer input_gain,
+                   ffi::AnyBuffer membrane0, ffi::AnyBuffer spike0, ffi::Result<ffi::AnyBuffer> spikes,
+                   ffi::Result<ffi::AnyBuffer> membranes, int32_t keep_membranes, int32_t zero_initial) {
+  auto layout = LayoutOf(inputs);
+  if (layout.has_error()) return layout.error();
+  const Layout s = layout.value();
+  const ffi::DataType type = inputs.element_type();
+  GLIF_RETURN_IF_ERROR(CheckTypes({&coefficients, &input_gain, &membrane0, &spike0, &*spikes, &*membranes}, type));
+  GLIF_RETURN_IF_ERROR(CheckDims("coefficients", coefficients.dimensions(), {kCoefficients, s.channels}, s.problems));
+  GLIF_RETURN_IF_ERROR(CheckDims("input_gain", input_gain.dimensions(), {s.time_steps, s.channels}, s.problems));
+  if (!zero_initial) {
+    GLIF_RETURN_IF_ERROR(CheckDims("membrane0", membrane0.dimensions(), {s.rows, s.channels}, s.problems));
+    GLIF_RETURN_IF_ERROR(CheckDims("spike0", spike0.dimensions(), {s.rows, s.channels}, s.problems));
+  }
+  if (keep_membranes)
+    GLIF_RETURN_IF_ERROR(
+        CheckDims("membranes", membranes->dimensions(), {s.time_steps, s.rows, s.channels}, s.problems));
+  auto run = [&](auto zero) {
+    using F = decltype(zero);
+    ForwardBuffers<F> b{inputs.typed_data<F>(),    coefficients.typed_data<F>(), input_gain.typed_data<F>(),
+                        zero_initial ? nullptr : membrane0.typed_data<F>(),
+                        zero_initial ? nullptr : spike0.typed_data<F>(),
+                        spikes->typed_data<F>(),
+                        keep_membranes ? membranes->typed_data<F>() : nullptr};
+    RunForward<F>(pool, s, b);
+  };
+  if (type == ffi::DataType::F32)
+    run(float{});
+  else
+    run(double{});
+  return ffi::Error::Success();
+}
+
+template <typename F>
+void RunBackward(ffi::ThreadPool& pool, const Layout& s, const BackwardBuffers<F>& b, const BackwardOptions& o) {
+  const int64_t chunks = s.chunks(), C = s.channels, T = s.time_steps;
+  const int64_t width = (kCoefficients + T) * C;  // one chunk's partial sums
+  std::vector<double> partials(s.problems * chunks * width, 0.0);
+  const BackwardChunkFunction<F> chunk_function = BackwardChunkFor<F>(o.surrogate);
+  ParallelFor(pool, s.problems * chunks, [&](int64_t task) {
+    chunk_function(s, b, o, task / chunks, task % chunks, &partials[task * width]);
+  });
+  // add the chunks in order (the same result for any number of threads); apply the signs
+  // of the coefficients' terms in the recurrence
+  const double sign[kCoefficients] = {1.0, -1.0, -1.0, -1.0, -1.0};  // decay, reset_gate, leak, soft_reset, threshold
+  std::vector<double> total(width);
+  for (int64_t problem = 0; problem < s.problems; ++problem) {
+    std::fill(total.begin(), total.end(), 0.0);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const double* partial = &partials[(problem * chunks + chunk) * width];
+      for (int64_t i = 0; i < width; ++i) total[i] += partial[i];
+    }
+    for (int64_t i = 0; i < kCoefficients * C; ++i)
+      b.grad_coefficients[problem * kCoefficients * C + i] = F(sign[i / C] * total[i]);
+    for (int64_t i = 0; i < T * C; ++i) b.grad_input_gain[problem * T * C + i] = F(total[kCoefficients * C + i]);
+  }
+}
+
+// has_grad_spikes / has_grad_membranes: 0 for a zero cotangent (its operand is a placeholder).
+ffi::Error Backward(ffi::ThreadPool pool, ffi::AnyBuffer inputs, ffi::AnyBuffer membranes, ffi::AnyBuffer coefficients,
+                    ffi::AnyBuffer input_gain, ffi::AnyBuffer membrane0, ffi::AnyBuffer spike0,
+                    ffi::AnyBuffer grad_spikes, ffi::AnyBuffer grad_membranes, ffi::Result<ffi::AnyBuffer> grad_inputs,
+                    ffi::Result<ffi::AnyBuffer> grad_coefficients, ffi::Result<ffi::AnyBuffer> grad_input_gain,
+                    ffi::Result<ffi::AnyBuffer> grad_membrane0, ffi::Result<ffi::AnyBuffer> grad_spike0,
+                    int32_t surrogate, double width, int32_t has_grad_spikes, int32_t has_grad_membranes,
+                    int32_t zero_initial) {
+  auto layout = LayoutOf(inputs);
+  if (layout.has_error()) return layout.error();
+  const Layout s = layout.value();
+  const ffi::DataType type = inputs.element_type();
+  GLIF_RETURN_IF_ERROR(CheckTypes({&membranes, &coefficients, &input_gain, &membrane0, &spike0, &grad_spikes,
+                                   &grad_membranes, &*grad_inputs, &*grad_coefficients, &*grad_input_gain,
+                                   &*grad_membrane0, &*grad_spike0},
+                                  type));
+  const std::initializer_list<int64_t> series = {s.time_steps, s.rows, s.channels}, state = {s.rows, s.channels};
+  GLIF_RETURN_IF_ERROR(CheckDims("membranes", membranes.dimensions(), series, s.problems));
+  GLIF_RETURN_IF_ERROR(CheckDims("coefficients", coefficients.dimensions(), {kCoefficients, s.channels}, s.problems));
+  GLIF_RETURN_IF_ERROR(CheckDims("input_gain", input_gain.dimensions(), {s.time_steps, s.channels}, s.problems));
+  if (!zero_initial) {
+    GLIF_RETURN_IF_ERROR(CheckDims("membrane0", membrane0.dimensions(), state, s.problems));
+    GLIF_RETURN_IF_ERROR(CheckDims("spike0", spike0.dimensions(), state, s.problems));
+    GLIF_RETURN_IF_ERROR(CheckDims("grad_membrane0", grad_membrane0->dimensions(), state, s.problems));
+    GLIF_RETURN_IF_ERROR(CheckDims("grad_spike0", grad_spike0->dimensions(), state, s.problems));
+  }
+  if (has_grad_spikes) GLIF_RETURN_IF_ERROR(CheckDims("grad_spikes", grad_spikes.dimensions(), series, s.problems));
+  if (has_grad_membranes)
+    GLIF_RETURN_IF_ERROR(CheckDims("grad_membranes", grad_membranes.dimensions(), series, s.problems));
+  if (surrogate < kRectangular || surrogate > kTriangle || !(width > 0))
+    return ffi::Error::InvalidArgument("glif_cpu: unknown surrogate or non-positive width");
+  auto run = [&](auto zero) {
+    using F = decltype(zero);
+    BackwardBuffers<F> b{inputs.typed_data<F>(),
+                         membranes.typed_data<F>(),
+                         coefficients.typed_data<F>(),
+                         input_gain.typed_data<F>(),
+                         zero_initial ? nullptr : membrane0.typed_data<F>(),
+                         zero_initial ? nullptr : spike0.typed_data<F>(),
+                         has_grad_spikes ? grad_spikes.typed_data<F>() : nullptr,
+                         has_grad_membranes ? grad_membranes.typed_data<F>() : nullptr,
+                         grad_inputs->typed_data<F>(),
+                         grad_coefficients->typed_data<F>(),
+                         grad_input_gain->typed_data<F>(),
+                         grad_membrane0->typed_data<F>(),
+                         grad_spike0->typed_data<F>()};
+    RunBackward<F>(pool, s, b, BackwardOptions{surrogate, width});
+  };
+  if (type == ffi::DataType::F32)
+    run(float{});
+  else
+    run(double{});
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+// The two symbols glif_jax.cpu_kernel registers (everything else stays hidden).
+#define GLIF_EXPORT extern "C" __attribute__((visibility("default")))
+GLIF_EXPORT XLA_FFI_Error* GlifForward(XLA_FFI_CallFrame* call_frame);
+GLIF_EXPORT XLA_FFI_Error* GlifBackward(XLA_FFI_CallFrame* call_frame);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlifForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // inputs
+                                  .Arg<ffi::AnyBuffer>()  // coefficients
+                                  .Arg<ffi::AnyBuffer>()  // input_gain
+                                  .Arg<ffi::AnyBuffer>()  // membrane0
+                                  .Arg<ffi::AnyBuffer>()  // spike0
+                                  .Ret<ffi::AnyBuffer>()  // spikes
+                                  .Ret<ffi::AnyBuffer>()  // membranes (or a placeholder)
+                                  .Attr<int32_t>("keep_membranes")
+                                  .Attr<int32_t>("zero_initial"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GlifBackward, Backward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // inputs
+                                  .Arg<ffi::AnyBuffer>()  // membranes
+                                  .Arg<ffi::AnyBuffer>()  // coefficients
+                                  .Arg<ffi::AnyBuffer>()  // input_gain
+                                  .Arg<ffi::AnyBuffer>()  // membrane0
+                                  .Arg<ffi::AnyBuffer>()  // spike0
+                                  .Arg<ffi::AnyBuffer>()  // grad_spikes (or a placeholder)
+                                  .Arg<ffi::AnyBuffer>()  // grad_membranes (or a placeholder)
+                                  .Ret<ffi::AnyBuffer>()  // grad_inputs
+                                  .Ret<ffi::AnyBuffer>()  // grad_coefficients
+                                  .Ret<ffi::AnyBuffer>()  // grad_input_gain
+                                  .Ret<ffi::AnyBuffer>()  // grad_membrane0
+                                  .Ret<ffi::AnyBuffer>()  // grad_spike0
+                                  .Attr<int32_t>("surrogate")
+                                  .Attr<double>("width")
+                                  .Attr<int32_t>("has_grad_spikes")
+                                  .Attr<int32_t>("has_grad_membranes")
+                                  .Attr<int32_t>("zero_initial"));

@@ -1,0 +1,176 @@
+"""glif_jax.cpu_kernel: the compiled time loop against the equations and the XLA path (SPEC §1).
+
+tests/test_neuron.py runs the kernel against the float64 reference with the other
+implementations; here: float32 bit-exactness against the recurrence evaluated in NumPy,
+shapes that cross its tiles and work chunks, gradients against the XLA path, vmap, and how
+``implementation="auto"`` chooses (the kernel on the CPU, never on another platform).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from glif_jax import cpu_kernel, neuron, surrogate
+from glif_jax.neuron import Coefficients, NeuronConfig, NeuronState, glif, glif_scan
+
+pytestmark = pytest.mark.skipif(
+    not cpu_kernel.available() and shutil.which("c++") is None,
+    reason="no C++ compiler here, so the kernel was not built (test_kernel_is_built covers machines with one)",
+)
+
+# (T, step shape [..., C]): channels below, at and above the kernel's run of 256 elements, a single
+# row, a layer-wise scalar neuron, and enough rows for several tiles per work chunk plus a short last tile
+SHAPES = [(4, (3, 5, 7)), (6, (130, 64)), (3, (2, 300)), (2, (1, 9)), (5, (1,)), (3, (32 * 70 + 5, 4))]
+
+
+def test_kernel_is_built():
+    """`pip install` builds the extension wherever a C++ compiler exists (else the XLA path is used)."""
+    assert cpu_kernel.available(), cpu_kernel._load()
+
+
+def random_coefficients(rng, time_steps, channels, dtype):
+    per_channel = lambda low, high: rng.uniform(low, high, channels).astype(dtype)  # noqa: E731
+    return Coefficients(
+        decay=per_channel(0.3, 1.0), reset_gate=per_channel(0.0, 1.0), leak=per_channel(0.0, 0.2),
+        input_gain=rng.uniform(0.2, 1.0, (time_steps, channels)).astype(dtype),
+        soft_reset=per_channel(0.0, 0.5), threshold=per_channel(0.2, 0.8),
+    )
+
+
+def numpy_recurrence(c: Coefficients, x, membrane, spike):
+    """SPEC §1 in the coefficient form, term by term in the documented order, in x's dtype."""
+    one = x.dtype.type(1)
+    spikes, membranes = [], []
+    for t in range(x.shape[0]):
+        membrane = c.decay * membrane * (one - c.reset_gate * spike) - c.leak + c.input_gain[t] * x[t] \
+            - c.soft_reset * spike
+        spike = (membrane - c.threshold > 0).astype(x.dtype)
+        spikes.append(spike)
+        membranes.append(membrane)
+    return np.stack(spikes), np.stack(membranes)
+
+
+@pytest.mark.parametrize("time_steps,step_shape", SHAPES)
+@pytest.mark.parametrize("given_initial", [False, True])
+def test_float32_bit_identical_to_numpy_recurrence(time_steps, step_shape, given_initial):
+    rng = np.random.default_rng(sum(step_shape) + time_steps)
+    channels = step_shape[-1]
+    c = random_coefficients(rng, time_steps, channels, np.float32)
+    x = rng.normal(0.4, 0.6, (time_steps, *step_shape)).astype(np.float32)
+    zeros = np.zeros(step_shape, np.float32)
+    membrane0 = rng.normal(0.3, 0.4, step_shape).astype(np.float32) if given_initial else zeros
+    spike0 = (rng.uniform(size=step_shape) > 0.5).astype(np.float32) if given_initial else zeros
+    want_spikes, want_membranes = numpy_recurrence(c, x, membrane0, spike0)
+    assert 0 < want_spikes.mean() < 1
+    initial = (jnp.asarray(membrane0), jnp.asarray(spike0)) if given_initial else None
+    spikes, membranes = jax.jit(
+        lambda c, x, initial: cpu_kernel.scan(c, x, initial, surrogate.get("rectangular"))
+    )(c, x, initial)
+    np.testing.assert_array_equal(np.asarray(spikes), want_spikes)
+    np.testing.assert_array_equal(np.asarray(membranes), want_membranes)
+    only_spikes, no_membranes = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"),
+                                                keep_membranes=False)
+    assert no_membranes is None
+    np.testing.assert_array_equal(np.asarray(only_spikes), want_spikes)
+
+
+def logits_for(rng, time_steps, channels):
+    params = {name: rng.uniform(-1.5, 1.5, channels).astype(np.float32) for name in neuron.PARAM_NAMES}
+    params["cond"] = rng.uniform(-1.5, 1.5, (time_steps, channels)).astype(np.float32)
+    params["v_th"] = np.full(channels, -1.0, np.float32)  # v_th ~ 0.27: plenty of spikes
+    return params
+
+
+@pytest.mark.parametrize("time_steps,step_shape", [SHAPES[1], SHAPES[2], SHAPES[5]])
+@pytest.mark.parametrize("surrogate_name", ["rectangular", "sigmoid", "arctan", "triangle"])
+def test_float32_gradients_match_xla_path(time_steps, step_shape, surrogate_name):
+    """Every gradient (logits, inputs, initial state) through spikes and membranes, to float32 rounding."""
+    rng = np.random.default_rng(3)
+    params = logits_for(rng, time_steps, step_shape[-1])
+    x = rng.normal(0.4, 0.8, (time_steps, *step_shape)).astype(np.float32)
+    initial = NeuronState(rng.normal(0.2, 0.3, step_shape).astype(np.float32),
+                          (rng.uniform(size=step_shape) > 0.5).astype(np.float32))
+    g_spikes, g_membranes = (rng.normal(size=x.shape).astype(np.float32) for _ in range(2))
+
+    def loss(params, x, initial, implementation):
+        spikes, membranes, _ = glif_scan(params, x, initial, surrogate=surrogate_name, implementation=implementation)
+        return jnp.sum(spikes * g_spikes) + jnp.sum(membranes * g_membranes)
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+    want = grad(params, x, initial, "fused")
+    got = grad(params, x, initial, "kernel")
+    for (path, expected), actual in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(got)):
+        scale = float(jnp.max(jnp.abs(expected))) + 1e-12
+        np.testing.assert_allclose(np.asarray(actual) / scale, np.asarray(expected) / scale, atol=2e-5,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
+def test_gradient_of_spikes_only_skips_membranes():
+    """glif() returns spikes only; its gradient (no membrane cotangent, zero initial state) still matches."""
+    rng = np.random.default_rng(4)
+    params = logits_for(rng, 4, 16)
+    x = rng.normal(0.4, 0.8, (4, 300, 16)).astype(np.float32)
+    weights = rng.normal(size=x.shape).astype(np.float32)
+    grad = jax.jit(jax.grad(lambda p, x, impl: jnp.sum(glif(p, x, implementation=impl) * weights), argnums=(0, 1)),
+                   static_argnums=2)
+    want, got = grad(params, x, "fused"), grad(params, x, "kernel")
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5), got, want)
+
+
+def test_vmap_over_parameters_and_inputs_equals_loop():
+    """vmap batches every operand of the kernel (per-example parameters too): it equals a loop."""
+    rng = np.random.default_rng(5)
+    params = [logits_for(rng, 3, 8) for _ in range(3)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+    x = rng.normal(0.4, 0.8, (3, 3, 10, 8)).astype(np.float32)
+
+    def loss(p, xb):
+        return jnp.sum(glif(p, xb, implementation="kernel") * jnp.arange(xb.size).reshape(xb.shape) / xb.size)
+
+    mapped = jax.vmap(lambda p, xb: glif(p, xb, implementation="kernel"))(stacked, x)
+    looped = np.stack([np.asarray(glif(p, xb, implementation="kernel")) for p, xb in zip(params, x)])
+    np.testing.assert_array_equal(np.asarray(mapped), looped)
+    grads = jax.vmap(jax.grad(loss))(stacked, x)
+    for i, p in enumerate(params):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7), grads,
+                     jax.grad(loss)(p, jnp.asarray(x[i])))
+
+
+def compiled_text(function, *args) -> str:
+    return jax.jit(function).lower(*args).compile().as_text()
+
+
+def test_auto_uses_the_kernel_on_cpu_and_xla_elsewhere():
+    rng = np.random.default_rng(6)
+    params = logits_for(rng, 4, 8)
+    x = jnp.asarray(rng.normal(size=(4, 5, 8)).astype(np.float32))
+    grad = jax.grad(lambda p, x: jnp.sum(glif(p, x)))
+    assert NeuronConfig().implementation == "auto"
+    text = compiled_text(grad, params, x)
+    assert "glif_jax_cpu_forward" in text and "glif_jax_cpu_backward" in text
+    assert "glif_jax_cpu" not in compiled_text(lambda p, x: glif(p, x, implementation="fused"), params, x)
+    for platform in ("cuda", "tpu"):
+        lowered = jax.jit(grad).trace(params, x).lower(lowering_platforms=(platform,)).as_text()
+        assert "glif_jax_cpu" not in lowered, platform
+
+
+def test_auto_falls_back_where_the_kernel_cannot_run():
+    """A user-registered surrogate or bfloat16 state runs on the XLA path; 'kernel' says why it can't."""
+    surrogate.register("test_gaussian", lambda x, width: jnp.exp(-(x / width) ** 2), 0.5)
+    rng = np.random.default_rng(7)
+    params = logits_for(rng, 3, 4)
+    x = jnp.asarray(rng.normal(size=(3, 2, 4)).astype(np.float32))
+    auto = jax.grad(lambda x: jnp.sum(glif(params, x, surrogate="test_gaussian")))(x)
+    fused = jax.grad(lambda x: jnp.sum(glif(params, x, surrogate="test_gaussian", implementation="fused")))(x)
+    np.testing.assert_array_equal(np.asarray(auto), np.asarray(fused))
+    with pytest.raises(ValueError, match="implementation='kernel'.*user-registered"):
+        glif(params, x, surrogate="test_gaussian", implementation="kernel")
+    with pytest.raises(ValueError, match="implementation='kernel'.*float32 or float64"):
+        glif(params, x.astype(jnp.bfloat16), implementation="kernel")
+    np.testing.assert_array_equal(np.asarray(glif(params, x, state_dtype="bfloat16")),
+                                  np.asarray(glif(params, x, state_dtype="bfloat16", implementation="fused")))
