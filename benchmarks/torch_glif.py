@@ -1,6 +1,6 @@
 """The PyTorch side of the neuron benchmark: spikingjelly's ``GatedLIFNode`` and a plain loop.
 
-Needs the ``bench`` extra (torch CPU and spikingjelly). Activations are time-major NCHW,
+Needs the ``bench`` extra (torch and spikingjelly). Activations are time-major NCHW,
 ``[T, B, C, H, W]``, because spikingjelly keeps one gate per channel of dim 1 of each step;
 parameters are the same logits as glif-jax's (``cond`` is ``[T, C]``, the others ``[C]``).
 """
@@ -83,43 +83,73 @@ def to_nhwc(tensor: torch.Tensor) -> np.ndarray:
 
 
 def benchmark_calls(
-    framework: str, inputs: np.ndarray, grad_spikes: np.ndarray, logits: dict[str, np.ndarray]
+    framework: str,
+    inputs: np.ndarray,
+    grad_spikes: np.ndarray,
+    logits: dict[str, np.ndarray],
+    device: str = "cpu",
 ) -> tuple[Callable[[], object], Callable[[], object]]:
     """``(forward, forward_and_backward)`` closures for ``framework``, inputs NHWC as for JAX.
 
     framework: ``"spikingjelly"``, ``"torch loop"`` or ``"torch.compile"`` (of the loop).
     The forward runs under ``torch.no_grad``; the backward of ``sum(spikes * grad_spikes)``
-    fills the gradients of the inputs and of all eight parameters.
+    fills the gradients of the inputs and of all eight parameters. Tensors and parameters live
+    on ``device`` (``"cpu"`` or ``"cuda"``); on a GPU each call waits for the device to finish.
     """
-    x = to_nchw(inputs).requires_grad_(True)
-    g = to_nchw(grad_spikes)
+    x = to_nchw(inputs).to(device).requires_grad_(True)
+    g = to_nchw(grad_spikes).to(device)
     if framework == "spikingjelly":
-        node = spikingjelly_node(inputs.shape[0], inputs.shape[-1], logits)
+        node = spikingjelly_node(inputs.shape[0], inputs.shape[-1], logits).to(device)
         parameters = list(node.parameters())
 
         def spikes():
             node.reset()  # GatedLIFNode keeps its last membrane between calls
             return node(x)
     else:
-        tensors = {name: torch.nn.Parameter(torch.as_tensor(value)) for name, value in logits.items()}
+        tensors = {name: torch.nn.Parameter(torch.as_tensor(value, device=device)) for name, value in logits.items()}
         parameters = list(tensors.values())
         loop = torch.compile(glif_loop) if framework == "torch.compile" else glif_loop
 
         def spikes():
             return loop(x, tensors)
 
+    finish = synchronizer(device)
+
     def forward():
         with torch.no_grad():
-            return spikes()
+            result = spikes()
+        finish()
+        return result
 
     def forward_and_backward():
         x.grad = None
         for parameter in parameters:
             parameter.grad = None
         torch.sum(spikes() * g).backward()
+        finish()
         return x.grad
 
     return forward, forward_and_backward
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """A call that waits for ``device``'s queued work (nothing to wait for on the CPU)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def copy_call(inputs: np.ndarray, device: str = "cpu") -> Callable[[], object]:
+    """``copy_`` of one tensor the size of ``inputs`` into another on ``device`` (copy bandwidth)."""
+    source = torch.from_numpy(inputs).to(device)
+    destination = torch.empty(inputs.shape, device=device)
+    finish = synchronizer(device)
+
+    def copy():
+        destination.copy_(source)
+        finish()
+
+    return copy
 
 
 def spikingjelly_reference(

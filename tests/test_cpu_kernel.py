@@ -79,6 +79,34 @@ def test_float32_bit_identical_to_numpy_recurrence(time_steps, step_shape, given
     np.testing.assert_array_equal(np.asarray(only_spikes), want_spikes)
 
 
+# Outputs of at least 1 MiB go to memory with non-temporal stores, 16 bytes at a time where aligned:
+# every run aligned (C = 64); runs of 250 elements, every other one 8 bytes off (C = 10); and an odd
+# number of elements per step, so that no step after the first is aligned (no streaming at all).
+STREAMED_SHAPES = [(2, (2049, 64)), (3, (9000, 10)), (3, (29129, 3))]
+
+
+@pytest.mark.parametrize("time_steps,step_shape", STREAMED_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_outputs_bit_identical_to_numpy_recurrence(time_steps, step_shape, dtype):
+    rng = np.random.default_rng(time_steps)
+    c = random_coefficients(rng, time_steps, step_shape[-1], dtype)
+    x = rng.normal(0.4, 0.6, (time_steps, *step_shape)).astype(dtype)
+    membrane0 = rng.normal(0.3, 0.4, step_shape).astype(dtype)
+    spike0 = (rng.uniform(size=step_shape) > 0.5).astype(dtype)
+    assert x.size * 4 >= 1 << 20
+    with jax.enable_x64(dtype == np.float64):
+        zeros = np.zeros(step_shape, dtype)
+        for membrane, spike, initial in ((zeros, zeros, None), (membrane0, spike0, (membrane0, spike0))):
+            want_spikes, want_membranes = numpy_recurrence(c, x, membrane, spike)
+            spikes, membranes = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"))
+            assert spikes.dtype == dtype
+            np.testing.assert_array_equal(np.asarray(spikes), want_spikes)
+            np.testing.assert_array_equal(np.asarray(membranes), want_membranes)
+            only_spikes, _ = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"),
+                                             keep_membranes=False)
+            np.testing.assert_array_equal(np.asarray(only_spikes), want_spikes)
+
+
 def logits_for(rng, time_steps, channels):
     params = {name: rng.uniform(-1.5, 1.5, channels).astype(np.float32) for name in neuron.PARAM_NAMES}
     params["cond"] = rng.uniform(-1.5, 1.5, (time_steps, channels)).astype(np.float32)
@@ -86,7 +114,7 @@ def logits_for(rng, time_steps, channels):
     return params
 
 
-@pytest.mark.parametrize("time_steps,step_shape", [SHAPES[1], SHAPES[2], SHAPES[5]])
+@pytest.mark.parametrize("time_steps,step_shape", [SHAPES[1], SHAPES[2], SHAPES[5], STREAMED_SHAPES[1]])
 @pytest.mark.parametrize("surrogate_name", ["rectangular", "sigmoid", "arctan", "triangle"])
 def test_float32_gradients_match_xla_path(time_steps, step_shape, surrogate_name):
     """Every gradient (logits, inputs, initial state) through spikes and membranes, to float32 rounding."""
