@@ -1,9 +1,9 @@
 """The GLIF time loop as a compiled CPU kernel (``glif_jax/csrc/glif_cpu.cc``), differentiable.
 
-XLA:CPU runs the neuron's time loop as ``T`` passes over memory. The kernel's forward instead
-runs all ``T`` steps of a block of elements with the state in registers (one pass over memory,
-large outputs written with non-temporal stores), and its backward keeps a tile of elements in
-cache while all ``T`` steps run back over it, on XLA's own intra-op threads. It computes the recurrence of
+XLA:CPU runs the neuron's time loop as ``T`` passes over memory. The kernel instead runs all
+``T`` steps of a block of elements with the state in registers, forward and backward through
+time (one pass over memory; large outputs written with non-temporal stores), on XLA's own
+intra-op threads. It computes the recurrence of
 :func:`glif_jax.neuron.coefficients` term by term in order without fused multiply-adds, so its
 float32/float64 spikes and membranes are bit-identical to those equations evaluated in NumPy
 (XLA:CPU contracts some of them into FMAs: its membranes can differ in the last bit); gradients

@@ -114,7 +114,7 @@ def logits_for(rng, time_steps, channels):
     return params
 
 
-@pytest.mark.parametrize("time_steps,step_shape", [SHAPES[1], SHAPES[2], SHAPES[5], STREAMED_SHAPES[1]])
+@pytest.mark.parametrize("time_steps,step_shape", [SHAPES[1], SHAPES[2], SHAPES[5], *STREAMED_SHAPES[:2]])
 @pytest.mark.parametrize("surrogate_name", ["rectangular", "sigmoid", "arctan", "triangle"])
 def test_float32_gradients_match_xla_path(time_steps, step_shape, surrogate_name):
     """Every gradient (logits, inputs, initial state) through spikes and membranes, to float32 rounding."""
@@ -148,6 +148,29 @@ def test_gradient_of_spikes_only_skips_membranes():
                    static_argnums=2)
     want, got = grad(params, x, "fused"), grad(params, x, "kernel")
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5), got, want)
+
+
+@pytest.mark.parametrize("time_steps,step_shape", STREAMED_SHAPES[:2])
+def test_float64_gradients_of_large_problems_match_xla_path(time_steps, step_shape):
+    """Large enough for the streamed input gradient: float64 agrees to float64 rounding."""
+    rng = np.random.default_rng(7)
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda v: v.astype(np.float64), logits_for(rng, time_steps, step_shape[-1]))
+        x = rng.normal(0.4, 0.8, (time_steps, *step_shape))
+        initial = NeuronState(rng.normal(0.2, 0.3, step_shape), (rng.uniform(size=step_shape) > 0.5) * 1.0)
+        g_spikes = rng.normal(size=x.shape)
+
+        def loss(params, x, initial, implementation):
+            spikes, _, _ = glif_scan(params, x, initial, implementation=implementation)
+            return jnp.sum(spikes * g_spikes)
+
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+        want, got = grad(params, x, initial, "fused"), grad(params, x, initial, "kernel")
+        for (path, expected), actual in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(got)):
+            assert actual.dtype == np.float64
+            scale = float(jnp.max(jnp.abs(expected))) + 1e-300
+            np.testing.assert_allclose(np.asarray(actual) / scale, np.asarray(expected) / scale, atol=1e-11,
+                                       err_msg=jax.tree_util.keystr(path))
 
 
 def test_vmap_over_parameters_and_inputs_equals_loop():
