@@ -35,6 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import timing  # noqa: E402
+from glif_jax import cpu_kernel  # noqa: E402
 from glif_jax.neuron import NeuronConfig, glif  # noqa: E402
 
 try:
@@ -148,6 +149,8 @@ def environment(device: str, jax_device: jax.Device) -> str:
     if device == "cuda":
         model = f"{jax_device.device_kind} (host {model})"
     versions = [f"jax {jax.__version__} ({jax_device.platform})"]
+    if device == "cpu":
+        versions.append(f"glif-jax CPU kernel: {cpu_kernel.isa() or 'not built'}")
     if torch is not None:
         versions += [f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
                      f"spikingjelly {importlib.metadata.version('spikingjelly')}"]

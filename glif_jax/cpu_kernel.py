@@ -10,7 +10,10 @@ float32/float64 spikes and membranes are bit-identical to those equations evalua
 agree with the XLA path to float rounding.
 
 It is built by ``pip install`` (an optional C++ extension: without a compiler the install
-still succeeds and :func:`available` is False). :func:`glif_jax.neuron.glif` uses it on the
+still succeeds and :func:`available` is False). On x86-64 its loops are compiled for AVX-512,
+AVX2 and baseline x86-64, and the best level the CPU has is used; the environment variable
+``GLIF_JAX_CPU_ISA`` (``avx2`` or ``baseline``) picks a lower one, e.g. to compare them;
+:func:`isa` says which runs. :func:`glif_jax.neuron.glif` uses it on the
 CPU when it can (``implementation="auto"``) and the XLA path everywhere else.
 """
 
@@ -20,6 +23,7 @@ import ctypes
 import functools
 import importlib.util
 import math
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -38,11 +42,20 @@ SURROGATES = {
     surrogate_lib.triangle: 3,
 }
 DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+# x86 levels of the kernel's loops, by the numbers GlifIsa returns; the variable that lowers it
+ISAS = ("baseline", "avx2", "avx512")
+ISA_VARIABLE = "GLIF_JAX_CPU_ISA"
+
+
+def _check_isa_variable() -> None:
+    asked = os.environ.get(ISA_VARIABLE)
+    if asked is not None and asked not in ISAS:
+        raise ValueError(f"{ISA_VARIABLE}={asked!r}: expected one of {', '.join(ISAS)} (or leave it unset)")
 
 
 @functools.cache
-def _load() -> str | None:
-    """Loads the compiled extension and registers its targets; returns why not, or None."""
+def _library() -> ctypes.CDLL | str:
+    """The compiled extension, or why it cannot be loaded."""
     spec = importlib.util.find_spec(_EXTENSION)
     if spec is None or spec.origin is None:
         return (
@@ -50,17 +63,37 @@ def _load() -> str | None:
             "`pip install` time; reinstall with one to get the fast CPU path)"
         )
     try:
-        library = ctypes.cdll.LoadLibrary(spec.origin)
+        return ctypes.cdll.LoadLibrary(spec.origin)
+    except OSError as error:
+        return f"the C++ extension {spec.origin} could not be loaded: {error}"
+
+
+@functools.cache
+def _load() -> str | None:
+    """Loads the compiled extension and registers its targets; returns why not, or None."""
+    _check_isa_variable()
+    library = _library()
+    if isinstance(library, str):
+        return library
+    try:
         jax.ffi.register_ffi_target(_FORWARD, jax.ffi.pycapsule(library.GlifForward), platform="cpu")
         jax.ffi.register_ffi_target(_BACKWARD, jax.ffi.pycapsule(library.GlifBackward), platform="cpu")
-    except (OSError, AttributeError) as error:
-        return f"the C++ extension {spec.origin} could not be loaded: {error}"
+    except AttributeError as error:
+        return f"the C++ extension {library._name} is not glif-jax's kernel: {error}"
     return None
 
 
 def available() -> bool:
     """True where the compiled kernel is installed and registered with XLA."""
     return _load() is None
+
+
+def isa() -> str | None:
+    """The x86 level the kernel's loops run at, one of :data:`ISAS` (``"baseline"`` off x86-64),
+    or ``None`` where the kernel is not available."""
+    if _load() is not None:
+        return None
+    return ISAS[_library().GlifIsa()]
 
 
 def unsupported(spike_function: surrogate_lib.Surrogate, inputs_dtype: Any, state_dtype: Any) -> str | None:

@@ -8,7 +8,13 @@ shapes that cross its tiles and work chunks, gradients against the XLA path, vma
 
 from __future__ import annotations
 
+import os
+import platform
 import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +37,88 @@ SHAPES = [(4, (3, 5, 7)), (6, (130, 64)), (3, (2, 300)), (2, (1, 9)), (5, (1,)),
 def test_kernel_is_built():
     """`pip install` builds the extension wherever a C++ compiler exists (else the XLA path is used)."""
     assert cpu_kernel.available(), cpu_kernel._load()
+
+
+def best_isa_from_cpuinfo() -> str:
+    """The x86-64 level the CPU has, read from /proc/cpuinfo's flags (psABI levels v3 and v4)."""
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    v3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
+    v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
+    return "avx512" if v3 | v4 <= flags else "avx2" if v3 <= flags else "baseline"
+
+
+needs_x86_linux = pytest.mark.skipif(
+    platform.machine() != "x86_64" or not Path("/proc/cpuinfo").exists(), reason="x86-64 levels, read on Linux"
+)
+
+
+@needs_x86_linux
+def test_isa_is_the_best_level_the_cpu_has():
+    best = best_isa_from_cpuinfo()
+    asked = os.environ.get(cpu_kernel.ISA_VARIABLE)
+    order = cpu_kernel.ISAS
+    expected = best if asked is None else order[min(order.index(best), order.index(asked))]
+    assert cpu_kernel.isa() == expected
+
+
+ISA_CHECK = """
+import jax, jax.numpy as jnp, numpy as np
+from glif_jax import cpu_kernel, surrogate
+from glif_jax.neuron import NeuronState, glif_scan
+from tests.test_cpu_kernel import STREAMED_SHAPES, SHAPES, logits_for, numpy_recurrence, random_coefficients
+
+assert cpu_kernel.isa() == {isa!r}, cpu_kernel.isa()
+rng = np.random.default_rng(8)
+for time_steps, step_shape in [*SHAPES, STREAMED_SHAPES[1]]:
+    c = random_coefficients(rng, time_steps, step_shape[-1], np.float32)
+    x = rng.normal(0.4, 0.6, (time_steps, *step_shape)).astype(np.float32)
+    membrane0 = rng.normal(0.3, 0.4, step_shape).astype(np.float32)
+    spike0 = (rng.uniform(size=step_shape) > 0.5).astype(np.float32)
+    want = numpy_recurrence(c, x, membrane0, spike0)
+    got = cpu_kernel.scan(c, jnp.asarray(x), (membrane0, spike0), surrogate.get("rectangular"))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    if (time_steps, step_shape) not in (SHAPES[5], STREAMED_SHAPES[1]):
+        continue
+    params = logits_for(rng, time_steps, step_shape[-1])
+    g = rng.normal(size=x.shape).astype(np.float32)
+    for name in ("rectangular", "sigmoid", "arctan", "triangle"):
+        def loss(params, x, initial, implementation):
+            spikes, membranes, _ = glif_scan(params, x, initial, surrogate=name, implementation=implementation)
+            return jnp.sum(spikes * g) + jnp.sum(membranes * g[::-1])
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+        initial = NeuronState(membrane0, spike0)
+        for a, b in zip(jax.tree.leaves(grad(params, x, initial, "kernel")),
+                        jax.tree.leaves(grad(params, x, initial, "fused"))):
+            scale = float(jnp.max(jnp.abs(b))) + 1e-12
+            np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=2e-5)
+print("same numbers at", cpu_kernel.isa())
+"""
+
+
+@needs_x86_linux
+@pytest.mark.parametrize("isa", ["avx2", "baseline"])
+def test_every_isa_level_gives_the_same_numbers(isa):
+    """Each level's loops (other block widths, other instructions) against the equations and the XLA path."""
+    order = cpu_kernel.ISAS
+    if order.index(isa) >= order.index(best_isa_from_cpuinfo()):
+        pytest.skip(f"the loops run at {isa} here anyway (the other tests)" if isa == best_isa_from_cpuinfo()
+                    else f"this CPU has no {isa}")
+    environment = {**os.environ, cpu_kernel.ISA_VARIABLE: isa, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(ISA_CHECK.format(isa=isa))], env=environment,
+                            cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"same numbers at {isa}" in result.stdout
+
+
+def test_unknown_isa_name_is_an_error(monkeypatch):
+    monkeypatch.setenv(cpu_kernel.ISA_VARIABLE, "sse9")
+    with pytest.raises(ValueError, match="GLIF_JAX_CPU_ISA='sse9': expected one of baseline, avx2, avx512"):
+        cpu_kernel._check_isa_variable()
 
 
 def random_coefficients(rng, time_steps, channels, dtype):

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -47,31 +48,57 @@ enum Coefficient { kDecay, kResetGate, kLeak, kSoftReset, kThreshold, kCoefficie
 constexpr int64_t kRun = 256;
 // Backward: elements per tile, over which the parameter sums run in F (then in double).
 constexpr int64_t kBackwardTile = 2048;
-// Bytes of elements that run all T steps together, one AVX-512 register (two AVX2 or four SSE
-// registers). Outputs (spikes, membranes; the inputs' gradient) of at least kStreamBytes go to
-// memory with non-temporal stores: no read for ownership, a third less memory traffic (measured
-// faster here down to 0.5 MiB, also with a consumer reading the spikes right after; smaller
-// outputs may stay in a cache).
-constexpr int64_t kBlockBytes = 64;
+// Outputs (spikes, membranes; the inputs' gradient) of at least kStreamBytes go to memory with
+// non-temporal stores: no read for ownership, a third less memory traffic (measured faster here
+// down to 0.5 MiB, also with a consumer reading the spikes right after; smaller outputs may stay
+// in a cache).
 constexpr int64_t kStreamBytes = int64_t(1) << 20;
 // The backward reads T membranes, inputs and incoming gradients per block: it prefetches each
-// this many blocks ahead (measured here: 1.35x faster at T = 16, 1.2x at T = 4; 4 to 16 alike).
-constexpr int64_t kPrefetchBlocks = 8;
+// this far ahead (measured here: 1.35x faster at T = 16, 1.2x at T = 4; 256 B to 1 KiB alike).
+constexpr int64_t kPrefetchBytes = 512;
 // Tiles are grouped into chunks of at least kChunkWork element-steps, at most kMaxChunks per
 // problem; chunks are the parallel tasks and the units of the backward's partial sums, which
 // are added in chunk order (deterministic).
 constexpr int64_t kMaxChunks = 32;
 constexpr int64_t kChunkWork = 16384;
 
-// The hot loops are compiled for several x86 levels (AVX-512, AVX2, baseline) and the best one
-// the CPU has is picked when the library loads: XLA's own loops use the widest vectors too.
-// Everything the clones call is inlined into them, so that it is compiled for their level.
+// Elements run all T steps together in blocks of one cache line, whose state stays in registers:
+// one AVX-512 register, two AVX2 or four SSE ones. Every line read or written is used whole at
+// once (with narrower blocks, T streams a multiple of 4 KiB apart evict each other's lines from
+// their shared cache set before the next block comes back to them: 10x slower at T = 16). The
+// hot loops are compiled for the three x86 levels and the best one the CPU has is used, or a
+// lower one that GLIF_JAX_CPU_ISA names (avx2, baseline). (Vector types wider than the registers,
+// which GCC splits piecewise, ran 3-6x slower than that.) Everything they call is inlined, so
+// compiled for their level.
+constexpr int kLineBytes = 64;
 #define GLIF_INLINE inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define GLIF_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define GLIF_X86_LEVELS 1
+#define GLIF_TARGET(arch) __attribute__((target(arch)))
 #else
-#define GLIF_CLONES
+#define GLIF_X86_LEVELS 0
+#define GLIF_TARGET(arch)
 #endif
+
+enum Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+Isa ChosenIsa() {
+  static const Isa isa = [] {
+    Isa best = kBaseline;
+#if GLIF_X86_LEVELS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+      best = kAvx512;
+    else if (__builtin_cpu_supports("x86-64-v3"))
+      best = kAvx2;
+#endif
+    const char* asked = std::getenv("GLIF_JAX_CPU_ISA");  // checked by glif_jax.cpu_kernel
+    if (asked && std::strcmp(asked, "baseline") == 0) return kBaseline;
+    if (asked && std::strcmp(asked, "avx2") == 0) return std::min(best, kAvx2);
+    return best;
+  }();
+  return isa;
+}
 
 enum Surrogate { kRectangular = 0, kSigmoid = 1, kArctan = 2, kTriangle = 3 };
 
@@ -143,12 +170,12 @@ struct ForwardBuffers {
   bool stream;  // outputs this large go to memory with non-temporal stores
 };
 
-// kBlockBytes of elements; GCC lowers its arithmetic to the widest vectors a clone has. (Blocks are
-// passed only between inlined functions: GCC's note that their ABI differs by AVX level is moot.)
+// kBytes of elements, one vector register. (Blocks are passed only between inlined functions:
+// GCC's note that their ABI differs by AVX level is moot.)
 #pragma GCC diagnostic ignored "-Wpsabi"
-template <typename F>
+template <typename F, int kBytes>
 struct BlockOf {
-  typedef F type __attribute__((vector_size(kBlockBytes)));
+  typedef F type __attribute__((vector_size(kBytes)));
 };
 
 template <typename V, typename F>
@@ -168,7 +195,7 @@ template <typename V, typename F>
 GLIF_INLINE void Store(F* to, const V& value, bool stream) {
 #if defined(__x86_64__)
   if (sizeof(V) % 16 == 0 && stream) {
-    alignas(kBlockBytes) F lanes[sizeof(V) / sizeof(F)];
+    alignas(64) F lanes[sizeof(V) / sizeof(F)];
     std::memcpy(lanes, &value, sizeof(V));
     for (size_t k = 0; k < sizeof(V) / sizeof(F); k += 16 / sizeof(F)) StreamStore16(to + k, lanes + k);
     return;
@@ -179,33 +206,47 @@ GLIF_INLINE void Store(F* to, const V& value, bool stream) {
 
 bool Aligned16(const void* pointer) { return (reinterpret_cast<uintptr_t>(pointer) & 15) == 0; }
 
-// All T steps of the elements at `at` (step 0's offset) and `state` (in membrane0 / spike0): V is
-// a block of elements (BlockOf<F>::type) or a single element (F). `coefficients` points at their
-// position in the laid-out run coefficients, rows of `run` values. A zero initial state enters
-// the same formula as zeros (exactly gain * x - leak).
-template <typename V, typename F, bool kKeepMembranes>
+// All T steps of kParts * |V| elements from `at` (step 0's offset) and `state` (in membrane0 /
+// spike0): V is a vector register of elements (BlockOf) or a single element (F), kParts of them in
+// registers side by side. `coefficients` points at their position in the laid-out run
+// coefficients, rows of `run` values. A zero initial state enters the same formula as zeros
+// (exactly gain * x - leak).
+template <typename V, int kParts, typename F, bool kKeepMembranes>
 GLIF_INLINE void ForwardSeries(const Layout& s, const ForwardBuffers<F>& b, const F* coefficients, int64_t run,
                                int64_t at, int64_t state, bool stream) {
+  constexpr int64_t kWidth = sizeof(V) / sizeof(F);
   const int64_t M = s.elements();
-  const V decay = Load<V>(coefficients + kDecay * run), reset_gate = Load<V>(coefficients + kResetGate * run),
-          leak = Load<V>(coefficients + kLeak * run), soft_reset = Load<V>(coefficients + kSoftReset * run),
-          threshold = Load<V>(coefficients + kThreshold * run);
   const V zero = V{}, one = zero + F(1);
-  V membrane = b.membrane0 ? Load<V>(b.membrane0 + state) : zero;
-  V spike = b.spike0 ? Load<V>(b.spike0 + state) : zero;
+  V decay[kParts], reset_gate[kParts], leak[kParts], soft_reset[kParts], threshold[kParts], membrane[kParts],
+      spike[kParts];
+#pragma GCC unroll 4
+  for (int i = 0; i < kParts; ++i) {
+    const F* c = coefficients + i * kWidth;
+    decay[i] = Load<V>(c + kDecay * run), reset_gate[i] = Load<V>(c + kResetGate * run);
+    leak[i] = Load<V>(c + kLeak * run), soft_reset[i] = Load<V>(c + kSoftReset * run);
+    threshold[i] = Load<V>(c + kThreshold * run);
+    membrane[i] = b.membrane0 ? Load<V>(b.membrane0 + state + i * kWidth) : zero;
+    spike[i] = b.spike0 ? Load<V>(b.spike0 + state + i * kWidth) : zero;
+  }
   for (int64_t t = 0; t < s.time_steps; ++t, at += M) {
-    const V gain = Load<V>(coefficients + (kCoefficients + t) * run), x = Load<V>(b.inputs + at);
-    membrane = decay * membrane * (F(1) - reset_gate * spike) - leak + gain * x - soft_reset * spike;
-    spike = membrane > threshold ? one : zero;
-    Store<V>(b.spikes + at, spike, stream);
-    if (kKeepMembranes) Store<V>(b.membranes + at, membrane, stream);
+#pragma GCC unroll 4
+    for (int i = 0; i < kParts; ++i) {
+      const int64_t element = at + i * kWidth;
+      const V gain = Load<V>(coefficients + (kCoefficients + t) * run + i * kWidth), x = Load<V>(b.inputs + element);
+      membrane[i] = decay[i] * membrane[i] * (F(1) - reset_gate[i] * spike[i]) - leak[i] + gain * x -
+                    soft_reset[i] * spike[i];
+      spike[i] = membrane[i] > threshold[i] ? one : zero;
+      Store<V>(b.spikes + element, spike[i], stream);
+      if (kKeepMembranes) Store<V>(b.membranes + element, membrane[i], stream);
+    }
   }
 }
 
-template <typename F, bool kKeepMembranes>
+template <typename F, bool kKeepMembranes, int kBytes>
 GLIF_INLINE void ForwardChunk(const Layout& s, const ForwardBuffers<F>& b, int64_t problem, int64_t chunk) {
-  using Block = typename BlockOf<F>::type;
-  constexpr int64_t kWidth = sizeof(Block) / sizeof(F);
+  using Vector = typename BlockOf<F, kBytes>::type;
+  constexpr int kParts = kLineBytes / kBytes;
+  constexpr int64_t kWidth = kLineBytes / sizeof(F);
   const int64_t C = s.channels, M = s.elements(), T = s.time_steps, L = s.run_elements();
   const std::vector<F> laid_out = RunCoefficients<F>(s, b.coefficients + problem * kCoefficients * C,
                                                      b.input_gain + problem * T * C);
@@ -218,8 +259,8 @@ GLIF_INLINE void ForwardChunk(const Layout& s, const ForwardBuffers<F>& b, int64
     const bool stream_run = stream && Aligned16(b.spikes + at) && (!kKeepMembranes || Aligned16(b.membranes + at));
     int64_t k = 0;
     for (; k + kWidth <= n; k += kWidth)
-      ForwardSeries<Block, F, kKeepMembranes>(s, b, &laid_out[k], L, at + k, state + k, stream_run);
-    for (; k < n; ++k) ForwardSeries<F, F, kKeepMembranes>(s, b, &laid_out[k], L, at + k, state + k, false);
+      ForwardSeries<Vector, kParts, F, kKeepMembranes>(s, b, &laid_out[k], L, at + k, state + k, stream_run);
+    for (; k < n; ++k) ForwardSeries<F, 1, F, kKeepMembranes>(s, b, &laid_out[k], L, at + k, state + k, false);
   }
 #if defined(__x86_64__)
   if (stream) _mm_sfence();  // the non-temporal stores are visible before the chunk counts as done
@@ -272,69 +313,89 @@ struct BackwardOptions {
   double width;
 };
 
-// All T steps back through time of the elements at `at` (step 0's offset) and `state`, V a block
-// of elements or one (as ForwardSeries); adds their terms of the parameter sums into `sums` (at
-// their position in rows of `run`: kCoefficients rows, then T rows of input-gain sums). delta is
-// dL/du_t in total; step t + 1's use of (u_t, o_t) is accounted for at step t, so each step reads
-// only u_t (and recomputes o_t from it).
-template <typename V, typename F, int kSurrogate>
+// All T steps back through time of kParts * |V| elements from `at` (step 0's offset) and `state`,
+// as ForwardSeries; adds their terms of the parameter sums into `sums` (at their position in rows
+// of `run`: kCoefficients rows, then T rows of input-gain sums). delta is dL/du_t in total; step
+// t + 1's use of (u_t, o_t) is accounted for at step t, so each step reads only u_t (and
+// recomputes o_t from it).
+template <typename V, int kParts, typename F, int kSurrogate>
 GLIF_INLINE void BackwardSeries(const Layout& s, const BackwardBuffers<F>& b, F width, const F* coefficients,
                                 int64_t run, int64_t at, int64_t state, F* sums, bool stream) {
+  constexpr int64_t kWidth = sizeof(V) / sizeof(F);
   const int64_t M = s.elements();
   const F half_width = width / F(2), inverse_width = F(1) / width;
-  const V decay = Load<V>(coefficients + kDecay * run), reset_gate = Load<V>(coefficients + kResetGate * run),
-          soft_reset = Load<V>(coefficients + kSoftReset * run), threshold = Load<V>(coefficients + kThreshold * run);
   const V zero = V{}, one = zero + F(1);
-  V next = zero, sum_decay = zero, sum_reset_gate = zero, sum_soft_reset = zero, sum_threshold = zero,
-    sum_leak = zero;
-  // step t + 1's use of (u_t, o_t), with kept = 1 - reset_gate * o_t and next = dL/du_{t+1}: adds
-  // its terms of the sums and returns dL/do_t through it
-  const auto next_use = [&](const V& u, const V& spike, const V& kept) {
-    sum_decay += next * u * kept;
-    sum_reset_gate += next * decay * u * spike;
-    sum_soft_reset += next * spike;
-    return -next * (decay * reset_gate * u + soft_reset);
+  V decay[kParts], reset_gate[kParts], soft_reset[kParts], threshold[kParts], next[kParts];
+  V sum_decay[kParts], sum_reset_gate[kParts], sum_soft_reset[kParts], sum_threshold[kParts], sum_leak[kParts];
+#pragma GCC unroll 4
+  for (int i = 0; i < kParts; ++i) {
+    const F* c = coefficients + i * kWidth;
+    decay[i] = Load<V>(c + kDecay * run), reset_gate[i] = Load<V>(c + kResetGate * run);
+    soft_reset[i] = Load<V>(c + kSoftReset * run), threshold[i] = Load<V>(c + kThreshold * run);
+    next[i] = sum_decay[i] = sum_reset_gate[i] = sum_soft_reset[i] = sum_threshold[i] = sum_leak[i] = zero;
+  }
+  // part i's step t + 1's use of (u_t, o_t), with kept = 1 - reset_gate * o_t and next = dL/du_{t+1}:
+  // adds its terms of the sums and returns dL/do_t through it
+  const auto next_use = [&](int i, const V& u, const V& spike, const V& kept) {
+    sum_decay[i] += next[i] * u * kept;
+    sum_reset_gate[i] += next[i] * decay[i] * u * spike;
+    sum_soft_reset[i] += next[i] * spike;
+    return -next[i] * (decay[i] * reset_gate[i] * u + soft_reset[i]);
   };
   at += (s.time_steps - 1) * M;
   for (int64_t t = s.time_steps - 1; t >= 0; --t, at -= M) {
     if (sizeof(V) > sizeof(F)) {  // blocks: 3T input streams, more than the hardware prefetchers follow
-      const int64_t ahead = at + kPrefetchBlocks * int64_t(sizeof(V) / sizeof(F));
+      const int64_t ahead = at + kPrefetchBytes / int64_t(sizeof(F));
       __builtin_prefetch(b.membranes + ahead);
       __builtin_prefetch(b.inputs + ahead);
       if (b.grad_spikes) __builtin_prefetch(b.grad_spikes + ahead);
     }
-    const V u = Load<V>(b.membranes + at), distance = u - threshold;
-    const V spike = distance > zero ? one : zero, kept = F(1) - reset_gate * spike;
-    const V grad_spike_in = b.grad_spikes ? Load<V>(b.grad_spikes + at) : zero;
-    const V grad_membrane_in = b.grad_membranes ? Load<V>(b.grad_membranes + at) : zero;
-    const V grad_spike = next_use(u, spike, kept) + grad_spike_in;
-    const V through_spike =
-        grad_spike * SurrogateDerivative<kSurrogate, V, F>(distance, width, half_width, inverse_width);
-    const V delta = next * decay * kept + grad_membrane_in + through_spike;
-    sum_threshold += through_spike;
-    sum_leak += delta;
-    F* gain_sum = sums + (kCoefficients + t) * run;
-    Store<V>(gain_sum, Load<V>(gain_sum) + delta * Load<V>(b.inputs + at), false);
-    Store<V>(b.grad_inputs + at, delta * Load<V>(coefficients + (kCoefficients + t) * run), stream);
-    next = delta;
+#pragma GCC unroll 4
+    for (int i = 0; i < kParts; ++i) {
+      const int64_t element = at + i * kWidth;
+      const V u = Load<V>(b.membranes + element), distance = u - threshold[i];
+      const V spike = distance > zero ? one : zero, kept = F(1) - reset_gate[i] * spike;
+      const V grad_spike_in = b.grad_spikes ? Load<V>(b.grad_spikes + element) : zero;
+      const V grad_membrane_in = b.grad_membranes ? Load<V>(b.grad_membranes + element) : zero;
+      const V grad_spike = next_use(i, u, spike, kept) + grad_spike_in;
+      const V through_spike =
+          grad_spike * SurrogateDerivative<kSurrogate, V, F>(distance, width, half_width, inverse_width);
+      const V delta = next[i] * decay[i] * kept + grad_membrane_in + through_spike;
+      sum_threshold[i] += through_spike;
+      sum_leak[i] += delta;
+      F* gain_sum = sums + (kCoefficients + t) * run + i * kWidth;
+      Store<V>(gain_sum, Load<V>(gain_sum) + delta * Load<V>(b.inputs + element), false);
+      const V gain = Load<V>(coefficients + (kCoefficients + t) * run + i * kWidth);
+      Store<V>(b.grad_inputs + element, delta * gain, stream);
+      next[i] = delta;
+    }
   }
-  if (b.membrane0) {  // the first step's use of the initial state
-    const V u = Load<V>(b.membrane0 + state), spike = Load<V>(b.spike0 + state), kept = F(1) - reset_gate * spike;
-    Store<V>(b.grad_spike0 + state, next_use(u, spike, kept), false);
-    Store<V>(b.grad_membrane0 + state, next * decay * kept, false);
+#pragma GCC unroll 4
+  for (int i = 0; i < kParts; ++i) {
+    const int64_t element = state + i * kWidth;
+    if (b.membrane0) {  // the first step's use of the initial state
+      const V u = Load<V>(b.membrane0 + element), spike = Load<V>(b.spike0 + element);
+      const V kept = F(1) - reset_gate[i] * spike;
+      Store<V>(b.grad_spike0 + element, next_use(i, u, spike, kept), false);
+      Store<V>(b.grad_membrane0 + element, next[i] * decay[i] * kept, false);
+    }
+    const V terms[kCoefficients] = {sum_decay[i], sum_reset_gate[i], sum_leak[i], sum_soft_reset[i], sum_threshold[i]};
+    for (int row = 0; row < kCoefficients; ++row) {
+      F* sum = sums + row * run + i * kWidth;
+      Store<V>(sum, Load<V>(sum) + terms[row], false);
+    }
   }
-  const V terms[kCoefficients] = {sum_decay, sum_reset_gate, sum_leak, sum_soft_reset, sum_threshold};
-  for (int i = 0; i < kCoefficients; ++i) Store<V>(sums + i * run, Load<V>(sums + i * run) + terms[i], false);
 }
 
 // One chunk's backward; adds its per-channel sums into partial (double): [kCoefficients, C]
 // coefficient sums, then [T, C] input-gain sums. Sums run in F over one tile, by position in the
 // run, and are then folded to channels in double.
-template <typename F, int kSurrogate>
+template <typename F, int kSurrogate, int kBytes>
 GLIF_INLINE void BackwardChunk(const Layout& s, const BackwardBuffers<F>& b, const BackwardOptions& options,
                                int64_t problem, int64_t chunk, double* partial) {
-  using Block = typename BlockOf<F>::type;
-  constexpr int64_t kWidth = sizeof(Block) / sizeof(F);
+  using Vector = typename BlockOf<F, kBytes>::type;
+  constexpr int kParts = kLineBytes / kBytes;
+  constexpr int64_t kWidth = kLineBytes / sizeof(F);
   const int64_t C = s.channels, M = s.elements(), T = s.time_steps, L = s.run_elements();
   const std::vector<F> laid_out = RunCoefficients<F>(s, b.coefficients + problem * kCoefficients * C,
                                                      b.input_gain + problem * T * C);
@@ -351,9 +412,10 @@ GLIF_INLINE void BackwardChunk(const Layout& s, const BackwardBuffers<F>& b, con
       const bool stream_run = stream && Aligned16(b.grad_inputs + at);
       int64_t k = 0;
       for (; k + kWidth <= n; k += kWidth)
-        BackwardSeries<Block, F, kSurrogate>(s, b, width, &laid_out[k], L, at + k, state + k, &sums[k], stream_run);
+        BackwardSeries<Vector, kParts, F, kSurrogate>(s, b, width, &laid_out[k], L, at + k, state + k, &sums[k],
+                                                      stream_run);
       for (; k < n; ++k)
-        BackwardSeries<F, F, kSurrogate>(s, b, width, &laid_out[k], L, at + k, state + k, &sums[k], false);
+        BackwardSeries<F, 1, F, kSurrogate>(s, b, width, &laid_out[k], L, at + k, state + k, &sums[k], false);
     }
     for (int64_t row = 0; row < kCoefficients + T; ++row)
       for (int64_t k = 0; k < L; k += C)
@@ -364,60 +426,67 @@ GLIF_INLINE void BackwardChunk(const Layout& s, const BackwardBuffers<F>& b, con
 #endif
 }
 
-// The entry points of the clones, one per dtype (and surrogate).
-#define GLIF_FORWARD_CLONE(F, KEEP)                                                                             \
-  GLIF_CLONES void ForwardChunk_##F##_##KEEP(const Layout& s, const ForwardBuffers<F>& b, int64_t problem,         \
-                                             int64_t chunk) {                                                     \
-    ForwardChunk<F, KEEP>(s, b, problem, chunk);                                                                   \
-  }
-GLIF_FORWARD_CLONE(float, false)
-GLIF_FORWARD_CLONE(float, true)
-GLIF_FORWARD_CLONE(double, false)
-GLIF_FORWARD_CLONE(double, true)
-void ForwardChunkOf(const Layout& s, const ForwardBuffers<float>& b, int64_t problem, int64_t chunk) {
-  b.membranes ? ForwardChunk_float_true(s, b, problem, chunk) : ForwardChunk_float_false(s, b, problem, chunk);
-}
-void ForwardChunkOf(const Layout& s, const ForwardBuffers<double>& b, int64_t problem, int64_t chunk) {
-  b.membranes ? ForwardChunk_double_true(s, b, problem, chunk) : ForwardChunk_double_false(s, b, problem, chunk);
-}
-
-#define GLIF_BACKWARD_CLONE(F, SURROGATE)                                                                        \
-  GLIF_CLONES void BackwardChunk_##F##_##SURROGATE(const Layout& s, const BackwardBuffers<F>& b,                 \
-                                                   const BackwardOptions& o, int64_t problem, int64_t chunk,    \
-                                                   double* partial) {                                           \
-    BackwardChunk<F, SURROGATE>(s, b, o, problem, chunk, partial);                                               \
-  }
-GLIF_BACKWARD_CLONE(float, kRectangular)
-GLIF_BACKWARD_CLONE(float, kSigmoid)
-GLIF_BACKWARD_CLONE(float, kArctan)
-GLIF_BACKWARD_CLONE(float, kTriangle)
-GLIF_BACKWARD_CLONE(double, kRectangular)
-GLIF_BACKWARD_CLONE(double, kSigmoid)
-GLIF_BACKWARD_CLONE(double, kArctan)
-GLIF_BACKWARD_CLONE(double, kTriangle)
-
+// The entry points, one per x86 level (and dtype, surrogate), and the choice among them.
+template <typename F>
+using ForwardChunkFunction = void (*)(const Layout&, const ForwardBuffers<F>&, int64_t, int64_t);
 template <typename F>
 using BackwardChunkFunction = void (*)(const Layout&, const BackwardBuffers<F>&, const BackwardOptions&, int64_t,
                                        int64_t, double*);
 
-template <typename F>
-BackwardChunkFunction<F> BackwardChunkFor(int surrogate);
-template <>
-BackwardChunkFunction<float> BackwardChunkFor<float>(int surrogate) {
-  switch (surrogate) {
-    case kRectangular: return BackwardChunk_float_kRectangular;
-    case kSigmoid: return BackwardChunk_float_kSigmoid;
-    case kArctan: return BackwardChunk_float_kArctan;
-    default: return BackwardChunk_float_kTriangle;
-  }
+template <typename F, bool kKeepMembranes>
+GLIF_TARGET("arch=x86-64-v4")
+void ForwardChunkAvx512(const Layout& s, const ForwardBuffers<F>& b, int64_t problem, int64_t chunk) {
+  ForwardChunk<F, kKeepMembranes, 64>(s, b, problem, chunk);
 }
-template <>
-BackwardChunkFunction<double> BackwardChunkFor<double>(int surrogate) {
+template <typename F, bool kKeepMembranes>
+GLIF_TARGET("arch=x86-64-v3")
+void ForwardChunkAvx2(const Layout& s, const ForwardBuffers<F>& b, int64_t problem, int64_t chunk) {
+  ForwardChunk<F, kKeepMembranes, 32>(s, b, problem, chunk);
+}
+template <typename F, bool kKeepMembranes>
+void ForwardChunkBaseline(const Layout& s, const ForwardBuffers<F>& b, int64_t problem, int64_t chunk) {
+  ForwardChunk<F, kKeepMembranes, 16>(s, b, problem, chunk);
+}
+
+template <typename F, bool kKeepMembranes>
+ForwardChunkFunction<F> ForwardChunkAt(Isa isa) {
+  return isa == kAvx512 ? ForwardChunkAvx512<F, kKeepMembranes>
+         : isa == kAvx2 ? ForwardChunkAvx2<F, kKeepMembranes>
+                        : ForwardChunkBaseline<F, kKeepMembranes>;
+}
+
+template <typename F, int kSurrogate>
+GLIF_TARGET("arch=x86-64-v4")
+void BackwardChunkAvx512(const Layout& s, const BackwardBuffers<F>& b, const BackwardOptions& o, int64_t problem,
+                         int64_t chunk, double* partial) {
+  BackwardChunk<F, kSurrogate, 64>(s, b, o, problem, chunk, partial);
+}
+template <typename F, int kSurrogate>
+GLIF_TARGET("arch=x86-64-v3")
+void BackwardChunkAvx2(const Layout& s, const BackwardBuffers<F>& b, const BackwardOptions& o, int64_t problem,
+                       int64_t chunk, double* partial) {
+  BackwardChunk<F, kSurrogate, 32>(s, b, o, problem, chunk, partial);
+}
+template <typename F, int kSurrogate>
+void BackwardChunkBaseline(const Layout& s, const BackwardBuffers<F>& b, const BackwardOptions& o, int64_t problem,
+                           int64_t chunk, double* partial) {
+  BackwardChunk<F, kSurrogate, 16>(s, b, o, problem, chunk, partial);
+}
+
+template <typename F, int kSurrogate>
+BackwardChunkFunction<F> BackwardChunkAt(Isa isa) {
+  return isa == kAvx512 ? BackwardChunkAvx512<F, kSurrogate>
+         : isa == kAvx2 ? BackwardChunkAvx2<F, kSurrogate>
+                        : BackwardChunkBaseline<F, kSurrogate>;
+}
+
+template <typename F>
+BackwardChunkFunction<F> BackwardChunkFor(int surrogate, Isa isa) {
   switch (surrogate) {
-    case kRectangular: return BackwardChunk_double_kRectangular;
-    case kSigmoid: return BackwardChunk_double_kSigmoid;
-    case kArctan: return BackwardChunk_double_kArctan;
-    default: return BackwardChunk_double_kTriangle;
+    case kRectangular: return BackwardChunkAt<F, kRectangular>(isa);
+    case kSigmoid: return BackwardChunkAt<F, kSigmoid>(isa);
+    case kArctan: return BackwardChunkAt<F, kArctan>(isa);
+    default: return BackwardChunkAt<F, kTriangle>(isa);
   }
 }
 
@@ -459,8 +528,9 @@ ffi::Error CheckTypes(std::initializer_list<const ffi::AnyBuffer*> buffers, ffi:
 template <typename F>
 void RunForward(ffi::ThreadPool& pool, const Layout& s, const ForwardBuffers<F>& b) {
   const int64_t chunks = s.chunks();
-  ParallelFor(pool, s.problems * chunks,
-              [&](int64_t task) { ForwardChunkOf(s, b, task / chunks, task % chunks); });
+  const ForwardChunkFunction<F> chunk_function =
+      b.membranes ? ForwardChunkAt<F, true>(ChosenIsa()) : ForwardChunkAt<F, false>(ChosenIsa());
+  ParallelFor(pool, s.problems * chunks, [&](int64_t task) { chunk_function(s, b, task / chunks, task % chunks); });
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::AnyBuffer inputs, ffi::AnyBuffer coefficients, ffi::AnyBuffer input_gain,
@@ -502,7 +572,7 @@ void RunBackward(ffi::ThreadPool& pool, const Layout& s, const BackwardBuffers<F
   const int64_t chunks = s.chunks(), C = s.channels, T = s.time_steps;
   const int64_t width = (kCoefficients + T) * C;  // one chunk's partial sums
   std::vector<double> partials(s.problems * chunks * width, 0.0);
-  const BackwardChunkFunction<F> chunk_function = BackwardChunkFor<F>(o.surrogate);
+  const BackwardChunkFunction<F> chunk_function = BackwardChunkFor<F>(o.surrogate, ChosenIsa());
   ParallelFor(pool, s.problems * chunks, [&](int64_t task) {
     chunk_function(s, b, o, task / chunks, task % chunks, &partials[task * width]);
   });
@@ -584,6 +654,8 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::AnyBuffer inputs, ffi::AnyBuffer 
 #define GLIF_EXPORT extern "C" __attribute__((visibility("default")))
 GLIF_EXPORT XLA_FFI_Error* GlifForward(XLA_FFI_CallFrame* call_frame);
 GLIF_EXPORT XLA_FFI_Error* GlifBackward(XLA_FFI_CallFrame* call_frame);
+// The x86 level the loops run at: 0 baseline, 1 AVX2, 2 AVX-512 (see ChosenIsa).
+GLIF_EXPORT int GlifIsa() { return ChosenIsa(); }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(GlifForward, Forward,
                               ffi::Ffi::Bind()
