@@ -65,7 +65,7 @@ constexpr int64_t kChunkWork = 16384;
 // Elements run all T steps together in blocks of one cache line, whose state stays in registers:
 // one AVX-512 register, two AVX2 or four SSE ones. Every line read or written is used whole at
 // once (with narrower blocks, T streams a multiple of 4 KiB apart evict each other's lines from
-// their shared cache set before the next block comes back to them: 10x slower at T = 16). The
+// their shared cache set before the next block comes back to them: 5-10x slower at T = 16). The
 // hot loops are compiled for the three x86 levels and the best one the CPU has is used, or a
 // lower one that GLIF_JAX_CPU_ISA names (avx2, baseline). (Vector types wider than the registers,
 // which GCC splits piecewise, ran 3-6x slower than that.) Everything they call is inlined, so
