@@ -104,10 +104,9 @@ print("same numbers at", cpu_kernel.isa())
 @pytest.mark.parametrize("isa", ["avx2", "baseline"])
 def test_every_isa_level_gives_the_same_numbers(isa):
     """Each level's loops (other block widths, other instructions) against the equations and the XLA path."""
-    order = cpu_kernel.ISAS
-    if order.index(isa) >= order.index(best_isa_from_cpuinfo()):
-        pytest.skip(f"the loops run at {isa} here anyway (the other tests)" if isa == best_isa_from_cpuinfo()
-                    else f"this CPU has no {isa}")
+    order, best = cpu_kernel.ISAS, best_isa_from_cpuinfo()
+    if order.index(isa) >= order.index(best):
+        pytest.skip(f"the loops run at {isa} here anyway (the other tests)" if isa == best else f"this CPU has no {isa}")
     environment = {**os.environ, cpu_kernel.ISA_VARIABLE: isa, "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(ISA_CHECK.format(isa=isa))], env=environment,
                             cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=600)

@@ -141,13 +141,17 @@ struct Layout {
   int64_t run_elements() const { return run_rows() * channels; }
   // a tile is whole runs (but the last tile of a problem may end in a shorter run)
   int64_t tile_rows() const { return run_rows() * std::max<int64_t>(1, tile / run_elements()); }
-  int64_t tile_elements() const { return tile_rows() * channels; }
   int64_t tiles() const { return (rows + tile_rows() - 1) / tile_rows(); }
   int64_t chunks() const {
     return std::max<int64_t>(1, std::min({tiles(), kMaxChunks, time_steps * elements() / kChunkWork}));
   }
   // tiles [first_tile(k), first_tile(k + 1)) make chunk k
   int64_t first_tile(int64_t chunk) const { return chunk * tiles() / chunks(); }
+  // outputs of `bytes`-sized elements go to memory with non-temporal stores: large enough, and
+  // every step of a run starts 16-byte aligned where its first step does
+  bool stream_outputs(int64_t bytes) const {
+    return time_steps * elements() * bytes >= kStreamBytes && (elements() * bytes) % 16 == 0;
+  }
 };
 
 // The coefficients of one problem laid out for one run: kCoefficients rows, then T rows of
@@ -167,7 +171,7 @@ template <typename F>
 struct ForwardBuffers {
   const F *inputs, *coefficients, *input_gain, *membrane0, *spike0;  // membrane0, spike0 null: zeros
   F *spikes, *membranes;                                             // membranes may be null
-  bool stream;  // outputs this large go to memory with non-temporal stores
+  bool stream;  // outputs go to memory with non-temporal stores, where a run is aligned (Layout)
 };
 
 // kBytes of elements, one vector register. (Blocks are passed only between inlined functions:
@@ -250,20 +254,18 @@ GLIF_INLINE void ForwardChunk(const Layout& s, const ForwardBuffers<F>& b, int64
   const int64_t C = s.channels, M = s.elements(), T = s.time_steps, L = s.run_elements();
   const std::vector<F> laid_out = RunCoefficients<F>(s, b.coefficients + problem * kCoefficients * C,
                                                      b.input_gain + problem * T * C);
-  // a run's outputs can stream if every step's first element of it is 16-byte aligned
-  const bool stream = b.stream && (M * sizeof(F)) % 16 == 0;
   const int64_t begin = std::min(s.first_tile(chunk) * s.tile_rows(), s.rows) * C;
   const int64_t end = std::min(s.first_tile(chunk + 1) * s.tile_rows(), s.rows) * C;
   for (int64_t run_begin = begin; run_begin < end; run_begin += L) {
     const int64_t n = std::min(L, end - run_begin), at = problem * T * M + run_begin, state = problem * M + run_begin;
-    const bool stream_run = stream && Aligned16(b.spikes + at) && (!kKeepMembranes || Aligned16(b.membranes + at));
+    const bool stream_run = b.stream && Aligned16(b.spikes + at) && (!kKeepMembranes || Aligned16(b.membranes + at));
     int64_t k = 0;
     for (; k + kWidth <= n; k += kWidth)
       ForwardSeries<Vector, kParts, F, kKeepMembranes>(s, b, &laid_out[k], L, at + k, state + k, stream_run);
     for (; k < n; ++k) ForwardSeries<F, 1, F, kKeepMembranes>(s, b, &laid_out[k], L, at + k, state + k, false);
   }
 #if defined(__x86_64__)
-  if (stream) _mm_sfence();  // the non-temporal stores are visible before the chunk counts as done
+  if (b.stream) _mm_sfence();  // the non-temporal stores are visible before the chunk counts as done
 #endif
 }
 
@@ -305,7 +307,7 @@ struct BackwardBuffers {
   const F *membrane0, *spike0;          // null: the state started from zeros (no gradient for it)
   const F *grad_spikes, *grad_membranes;  // each may be null (a zero cotangent)
   F *grad_inputs, *grad_coefficients, *grad_input_gain, *grad_membrane0, *grad_spike0;
-  bool stream;  // grad_inputs this large go to memory with non-temporal stores
+  bool stream;  // grad_inputs go to memory with non-temporal stores, where a run is aligned (Layout)
 };
 
 struct BackwardOptions {
@@ -400,7 +402,6 @@ GLIF_INLINE void BackwardChunk(const Layout& s, const BackwardBuffers<F>& b, con
   const std::vector<F> laid_out = RunCoefficients<F>(s, b.coefficients + problem * kCoefficients * C,
                                                      b.input_gain + problem * T * C);
   const F width = F(options.width);
-  const bool stream = b.stream && (M * sizeof(F)) % 16 == 0;
   std::vector<F> sums((kCoefficients + T) * L);
   for (int64_t tile = s.first_tile(chunk); tile < s.first_tile(chunk + 1); ++tile) {
     const int64_t row_begin = tile * s.tile_rows(), rows = std::min(s.tile_rows(), s.rows - row_begin);
@@ -409,7 +410,7 @@ GLIF_INLINE void BackwardChunk(const Layout& s, const BackwardBuffers<F>& b, con
     for (int64_t run_begin = begin; run_begin < begin + count; run_begin += L) {
       const int64_t n = std::min(L, begin + count - run_begin);
       const int64_t at = problem * T * M + run_begin, state = problem * M + run_begin;
-      const bool stream_run = stream && Aligned16(b.grad_inputs + at);
+      const bool stream_run = b.stream && Aligned16(b.grad_inputs + at);
       int64_t k = 0;
       for (; k + kWidth <= n; k += kWidth)
         BackwardSeries<Vector, kParts, F, kSurrogate>(s, b, width, &laid_out[k], L, at + k, state + k, &sums[k],
@@ -422,7 +423,7 @@ GLIF_INLINE void BackwardChunk(const Layout& s, const BackwardBuffers<F>& b, con
         for (int64_t c = 0; c < C; ++c) partial[row * C + c] += sums[row * L + k + c];
   }
 #if defined(__x86_64__)
-  if (stream) _mm_sfence();
+  if (b.stream) _mm_sfence();
 #endif
 }
 
@@ -557,7 +558,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::AnyBuffer inputs, ffi::AnyBuffer c
                         zero_initial ? nullptr : spike0.typed_data<F>(),
                         spikes->typed_data<F>(),
                         keep_membranes ? membranes->typed_data<F>() : nullptr,
-                        s.time_steps * s.elements() * int64_t(sizeof(F)) >= kStreamBytes};
+                        s.stream_outputs(sizeof(F))};
     RunForward<F>(pool, s, b);
   };
   if (type == ffi::DataType::F32)
@@ -638,7 +639,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::AnyBuffer inputs, ffi::AnyBuffer 
                          grad_input_gain->typed_data<F>(),
                          grad_membrane0->typed_data<F>(),
                          grad_spike0->typed_data<F>(),
-                         s.time_steps * s.elements() * int64_t(sizeof(F)) >= kStreamBytes};
+                         s.stream_outputs(sizeof(F))};
     RunBackward<F>(pool, s, b, BackwardOptions{surrogate, width});
   };
   if (type == ffi::DataType::F32)
