@@ -1,6 +1,6 @@
 """The PyTorch side of the neuron benchmark: spikingjelly's ``GatedLIFNode`` and a plain loop.
 
-Needs the ``bench`` extra (torch and spikingjelly). Activations are time-major NCHW,
+Needs the ``bench`` extra (torch; spikingjelly for ``GatedLIFNode`` only). Activations are time-major NCHW,
 ``[T, B, C, H, W]``, because spikingjelly keeps one gate per channel of dim 1 of each step;
 parameters are the same logits as glif-jax's (``cond`` is ``[T, C]``, the others ``[C]``).
 """
@@ -11,8 +11,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from spikingjelly.activation_based import neuron as sj_neuron
-from spikingjelly.activation_based import surrogate as sj_surrogate
 
 # glif-jax parameter name -> GatedLIFNode attribute
 SPIKINGJELLY_NAMES = {
@@ -29,6 +27,9 @@ SPIKINGJELLY_NAMES = {
 
 def spikingjelly_node(time_steps: int, channels: int, logits: dict[str, np.ndarray]) -> torch.nn.Module:
     """A channel-wise ``GatedLIFNode`` (rectangular surrogate of width 1) holding ``logits``."""
+    from spikingjelly.activation_based import neuron as sj_neuron   # only where spikingjelly is installed
+    from spikingjelly.activation_based import surrogate as sj_surrogate
+
     node = sj_neuron.GatedLIFNode(
         T=time_steps,
         inplane=channels,

@@ -18,6 +18,8 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from train import runtime
+
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
@@ -79,12 +81,14 @@ class UsageError(Exception):
 # ---- entry points ----------------------------------------------------------------------
 def train_main(argv: Sequence[str] | None = None) -> None:
     """``glif-train``: parse, validate, train, print the final accuracy."""
-    sys.exit(_run("glif-train", _train, sys.argv if argv is None else list(argv)))
+    settings = runtime.configure_for_training()   # before NumPy and JAX are imported
+    sys.exit(_run("glif-train", _train, sys.argv if argv is None else list(argv), settings))
 
 
 def eval_main(argv: Sequence[str] | None = None) -> None:
     """``glif-eval``: evaluate a checkpoint of a workdir."""
-    sys.exit(_run("glif-eval", _eval, sys.argv if argv is None else list(argv)))
+    settings = runtime.configure_for_training()
+    sys.exit(_run("glif-eval", _eval, sys.argv if argv is None else list(argv), settings))
 
 
 def plot_main(argv: Sequence[str] | None = None) -> None:
@@ -98,11 +102,14 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
     sys.exit(analysis_cli.main(argv[1:]))
 
 
-def _run(program: str, command: Callable[[list[str]], Any], argv: list[str]) -> int:
+def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
+         speed_settings: list[str] | None = None) -> int:
     from glif_jax.checkpoint import CheckpointError
     from train.validation import ConfigError
 
     _setup_logging()
+    if speed_settings:
+        logging.getLogger(program).info("process settings for speed: %s", ", ".join(speed_settings))
     try:
         command(argv)
     except (UsageError, ConfigError, flags.Error) as error:
