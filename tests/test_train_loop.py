@@ -52,6 +52,10 @@ def reference_run(tmp_path_factory):
     return workdir, run(workdir)
 
 
+def last_eval_speed(logged):
+    return [r for r in logged if r["split"] == "eval"][-1]["images_per_second"]
+
+
 def test_run_writes_metrics_tensorboard_config_and_checkpoints(reference_run):
     workdir, results = reference_run
     logged = records(workdir)
@@ -62,6 +66,10 @@ def test_run_writes_metrics_tensorboard_config_and_checkpoints(reference_run):
     for record in logged:
         assert {"loss", "top1", "top5"} <= set(record)
     assert {"images_per_second", "lr/weights"} <= set(logged[0])
+    for record in logged:   # every train window and every evaluation reports its speed
+        assert 0 < record["images_per_second"] < float("inf")
+    assert 0 < results["train_images_per_second"] < float("inf")
+    assert results["eval_images_per_second"] == pytest.approx(last_eval_speed(logged))
     last_eval = [r for r in logged if r["split"] == "eval"][-1]
     assert results["eval_top1"] == pytest.approx(last_eval["top1"])
     assert results["eval_count"] == 20  # the whole eval split, last batch padded

@@ -13,7 +13,8 @@ on a 2-core x86 CPU (numbers in ``benchmarks/README.md``):
   (batch-norm statistics and their gradients: several times faster than XLA's own loops)
   but run convolutions on XLA's Eigen kernels. YNNPACK's convolution is as fast forward, but
   computes the weight gradient (a convolution whose window is the whole feature map) 2.6×
-  slower.
+  slower. And XLA's memory-optimising scheduler: the same step time, 120 MiB (7 %) less
+  peak memory than its default, concurrency-optimising one.
 - **Huge pages for large buffers** (:data:`ALLOCATOR_TUNABLES`). glibc maps every buffer
   above its mmap threshold afresh and unmaps it when freed, so each train step page-faults
   all of its large activations in again, 4 KiB at a time (a fifth of the step here).
@@ -33,8 +34,10 @@ from pathlib import Path
 
 XLA_CPU_FLAGS: tuple[str, ...] = (
     "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE",
+    "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
 )
-"""XLA flags for the CPU backend: YNNPACK for reductions only (convolutions on Eigen)."""
+"""XLA flags for the CPU backend: YNNPACK for reductions only (convolutions on Eigen); the
+memory-optimising instruction scheduler."""
 
 ALLOCATOR_TUNABLES = "glibc.malloc.hugetlb=1"
 """glibc tunable: transparent huge pages for the buffers malloc maps (glibc >= 2.35)."""

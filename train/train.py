@@ -71,7 +71,8 @@ def train_and_evaluate(
     """Trains ``config`` in ``workdir`` and returns the final metrics.
 
     Returns ``{"step", "epoch", "train_loss", "train_top1", "train_top5", "eval_loss",
-    "eval_top1", "eval_top5", "eval_count", "best_eval_top1"}`` (accuracies as fractions).
+    "eval_top1", "eval_top5", "eval_count", "best_eval_top1", "train_images_per_second",
+    "eval_images_per_second"}`` (accuracies as fractions; speeds of the last epoch, wall time).
     ``experiment`` replaces the model/data/optimizer that ``config`` names (tests).
     Raises ``ConfigError`` for a bad config, ``FileExistsError`` when ``workdir`` already
     holds checkpoints and ``resume`` is False, ``CheckpointError`` when ``resume`` finds no
@@ -114,10 +115,15 @@ def train_and_evaluate(
     results: dict[str, float] = {"best_eval_top1": max(checkpointer.best_value, 0.0)}
 
     def run_evaluation() -> dict[str, float]:
-        return evaluate(
+        start = time.perf_counter()
+        metrics = evaluate(
             eval_fn, state, experiment.eval_batches(),
             strategy=strategy, batch_size=eval_batch_size, max_batches=config.eval_steps,
         )
+        # count is this process's examples; every process evaluates its share at the same time
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        metrics["images_per_second"] = metrics["count"] * jax.process_count() / elapsed
+        return metrics
 
     with MetricWriter(workdir) as writer:
         writer.truncate_after(int(host_state.step))
@@ -139,10 +145,12 @@ def train_and_evaluate(
                     checkpointer.save(step, strategy.fetch(state), meta)
                 results["best_eval_top1"] = max(results["best_eval_top1"], eval_metrics["top1"])
                 logger.info(
-                    "epoch %d/%d  step %d  eval loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (best %.2f%%)",
+                    "epoch %d/%d  step %d  eval loss %.4f  top-1 %.2f%%  top-5 %.2f%%  (best %.2f%%)  "
+                    "train %.0f img/s, eval %.0f img/s",
                     epoch + 1, config.num_epochs, step, eval_metrics["loss"],
                     100 * eval_metrics["top1"], 100 * eval_metrics["top5"],
                     100 * results["best_eval_top1"],
+                    train_metrics["images_per_second"], eval_metrics["images_per_second"],
                 )
             if "eval_top1" not in results:  # resumed a finished run: just report it
                 results.update(_prefixed("eval", run_evaluation()))
@@ -181,7 +189,7 @@ def _train_epoch(config, experiment, strategy, train_fn, state, writer, epoch: i
     epoch_totals = MeanAccumulator()
     pending = []
     steps_done = skip
-    window_start = time.perf_counter()
+    window_start = epoch_start = time.perf_counter()
     bar = epoch_progress(epoch, config.num_epochs, steps_per_epoch, initial=skip)
     try:
         for index, batch in enumerate(itertools.islice(batches, skip, steps_per_epoch), start=skip):
@@ -220,6 +228,9 @@ def _train_epoch(config, experiment, strategy, train_fn, state, writer, epoch: i
         )
     metrics = epoch_totals.result()
     metrics.pop("count")
+    # the whole epoch's wall time: data, steps and logging (the first epoch also compiles)
+    elapsed = max(time.perf_counter() - epoch_start, 1e-9)
+    metrics["images_per_second"] = (steps_done - skip) * config.batch_size / elapsed
     return state, metrics
 
 
