@@ -3,7 +3,7 @@
 #
 #   OUT=/some/dir bash benchmarks/gpu_check.sh        (from the repository root)
 #
-# Steps, each under `timeout` and all within GPU_CHECK_BUDGET seconds (default 300), each
+# Steps, each under `timeout` and all within GPU_CHECK_BUDGET seconds (default 480), each
 # logged to $OUT/<step>.log (and echoed); a step that fails or times out does not stop the next:
 #   nvidia_smi, env  the GPU; python, jax, torch versions; jax.devices(); the imports used below
 #   tests      the neuron, layer and model tests with JAX_PLATFORMS=cuda (nothing on the CPU)
@@ -13,6 +13,9 @@
 #   bench      benchmarks/neuron_speed.py --device cuda at the issue's three shapes
 #   train      glif-train on configs/default.py (digits, tiny ConvNet): accuracy and time;
 #              its config.json and metrics.jsonl are copied to $OUT/train/
+#   model      benchmarks/model_speed.py --device cuda: one train step of ResNet-18 (T = 4,
+#              batch 64) against the PyTorch reference and torch.compile, then wide7b (T = 16,
+#              batch 32) against the reference
 #   bench_big  the benchmark at two larger shapes, if at least 75 s are left
 # $OUT/summary.log collects each step's exit status and time, the tests' result line, the
 # benchmark tables and the training's final line. Python packages the machine lacks
@@ -23,7 +26,7 @@ set -u
 
 OUT=${OUT:-/tmp/glif_gpu_check}
 PYTHON=${PYTHON:-python3}
-BUDGET=${GPU_CHECK_BUDGET:-300}
+BUDGET=${GPU_CHECK_BUDGET:-480}
 SITE=${GPU_CHECK_SITE:-/tmp/glif_gpu_site}
 SUMMARY=$OUT/summary.log
 MIN_STEP=20  # seconds: a step with less of the budget left is skipped
@@ -134,7 +137,12 @@ WORKDIR=$(mktemp -d /tmp/glif_gpu_train.XXXXXX)/run
 run_step train 90 env JAX_PLATFORMS=cuda "$PYTHON" -m train --config configs/default.py --workdir "$WORKDIR"
 mkdir -p "$OUT/train" && cp "$WORKDIR/config.json" "$WORKDIR/metrics.jsonl" "$OUT/train/" 2>/dev/null
 
-# ---- 5. larger problems, if time is left -----------------------------------------------------
+# ---- 5. whole train steps of the paper's networks ----------------------------------------------
+run_step model 120 "$PYTHON" benchmarks/model_speed.py --device cuda --models resnet18 --rounds 1 --steps 20
+run_step model_dvs 80 "$PYTHON" benchmarks/model_speed.py --device cuda --models wide7b --rounds 1 --steps 10 \
+    --frameworks glif-jax torch
+
+# ---- 6. larger problems, if time is left -----------------------------------------------------
 MIN_STEP=75  # torch.compile alone takes about half of that
 run_step bench_big 100 "$PYTHON" benchmarks/neuron_speed.py --device cuda --repeats 30 \
     --shapes 4,128,32,32,64 16,32,48,48,64
@@ -155,5 +163,8 @@ run_step bench_big 100 "$PYTHON" benchmarks/neuron_speed.py --device cuda --repe
         fi
     done
     if [[ -f $OUT/train.log ]]; then grep -E '^final test' "$OUT/train.log"; fi
+    for step in model model_dvs; do
+        if [[ -f $OUT/$step.log ]]; then sed -n '/^# /,$p' "$OUT/$step.log"; fi
+    done
 } | tee -a "$SUMMARY"
 exit 0

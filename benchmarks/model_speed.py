@@ -7,6 +7,8 @@ parameter groups) on the same batch shape, three ways:
   (``configs/*.py``), ``train.steps.train_step`` compiled by the ``"none"`` strategy with the
   state donated, in a process set up by ``train.runtime.configure_for_training`` as
   ``glif-train`` sets itself up (no flag or variable for the user to know);
+- ``glif-jax no remat``: the same with ``--config.model.remat=False`` (keeps every tdBN
+  output and membrane for the backward pass instead of recomputing them: faster, more memory);
 - ``torch``: ``torch_models.SpikingNetwork``, the same network written as the authors' code
   runs it (time merged into the batch for conv/BN, the neuron looping over T in Python,
   tdBN), plain eager PyTorch with ``torch.optim.SGD`` and the same three groups;
@@ -41,7 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))   # configs/ and train/ from this checkout
-FRAMEWORKS = ("glif-jax", "torch", "torch.compile")
+FRAMEWORKS = ("glif-jax", "glif-jax no remat", "torch", "torch.compile")
 REFERENCES = ("torch", "torch.compile")
 
 # model -> (config file, input per example [H, W, C] or [T, H, W, C] for frames, classes)
@@ -57,8 +59,8 @@ GPU_BATCH = {"image": 64, "frames": 32}
 
 # ---- one (framework, model) in its own process -------------------------------------------
 def worker(framework: str, model: str, batch: int, steps: int, device: str, width: float) -> dict:
-    if framework == "glif-jax":
-        return _glif_jax_worker(model, batch, steps, width)
+    if framework.startswith("glif-jax"):
+        return _glif_jax_worker(model, batch, steps, width, remat=framework == "glif-jax")
     return _torch_worker(framework, model, batch, steps, device, width)
 
 
@@ -86,7 +88,7 @@ def _config(model: str, width: float):
     return config
 
 
-def _glif_jax_worker(model: str, batch: int, steps: int, width: float) -> dict:
+def _glif_jax_worker(model: str, batch: int, steps: int, width: float, remat: bool) -> dict:
     from train import runtime
 
     settings = runtime.configure_for_training()   # as glif-train: may restart this process
@@ -99,6 +101,8 @@ def _glif_jax_worker(model: str, batch: int, steps: int, width: float) -> dict:
     from train.state import create_train_state
 
     config = _config(model, width)
+    with config.unlocked():
+        config.model.remat = remat
     network = models.from_config(config.model, MODELS[model][2])
     optimizer = optim.make_optimizer(config.optim, num_epochs=config.num_epochs, steps_per_epoch=100)
     images, labels = _batch_arrays(model, batch, config)
@@ -210,22 +214,22 @@ def _gib(value) -> str:
 def report(model: str, batch: int, time_steps: int, results: dict[str, list[dict]], device: str) -> str:
     memory_key = "peak_device" if device == "cuda" else "peak_rss"
     memory_name = "device peak GiB" if device == "cuda" else "peak RSS GiB"
-    lines = [f"\n{model}  (batch {batch}, T = {time_steps}; {sum(len(r['times']) for r in results['glif-jax'])} "
-             f"steps per framework)",
-             f"  {'':14s} {'step min s':>10s} {'median s':>9s} {'first call s':>12s} {memory_name:>15s}  loss"]
+    steps = sum(len(run["times"]) for run in next(iter(results.values())))
+    lines = [f"\n{model}  (batch {batch}, T = {time_steps}; {steps} steps per framework)",
+             f"  {'':17s} {'step min s':>10s} {'median s':>9s} {'first call s':>12s} {memory_name:>15s}  loss"]
     summary = {}
     for framework, runs in results.items():
         times = [t for run in runs for t in run["times"]]
         memory = max(run[memory_key] or 0 for run in runs) or None
         summary[framework] = (min(times), statistics.median(times), min(run["first"] for run in runs), memory)
-        lines.append(f"  {framework:14s} {summary[framework][0]:10.3f} {summary[framework][1]:9.3f} "
+        lines.append(f"  {framework:17s} {summary[framework][0]:10.3f} {summary[framework][1]:9.3f} "
                      f"{summary[framework][2]:12.2f} {_gib(memory):>15s}  {runs[-1]['loss']:.4f}")
-    ours = summary.get("glif-jax")
-    for reference in REFERENCES:
-        if ours and reference in summary:
+    for name in (framework for framework in summary if framework.startswith("glif-jax")):
+        ours = summary[name]
+        for reference in (reference for reference in REFERENCES if reference in summary):
             theirs = summary[reference]
             memory = f"{ours[3] / theirs[3]:.2f}" if ours[3] and theirs[3] else "—"
-            lines.append(f"  glif-jax vs {reference:13s}: speed-up {theirs[0] / ours[0]:.2f} (min), "
+            lines.append(f"  {name} vs {reference}: speed-up {theirs[0] / ours[0]:.2f} (min), "
                          f"{theirs[1] / ours[1]:.2f} (median); first call {ours[2] / theirs[2]:.2f}×; "
                          f"memory {memory}×")
     return "\n".join(lines)
@@ -263,8 +267,9 @@ def main() -> None:
             shuffle(order)
             for framework in order:
                 results[framework].append(run_worker(framework, model, batch, args.steps, args.device, args.width))
-        if "glif-jax" in results:
-            run = results["glif-jax"][0]
+        glif_runs = [runs for framework, runs in results.items() if framework.startswith("glif-jax")]
+        if glif_runs:
+            run = glif_runs[0][0]
             print(f"# glif-jax: jax {run['versions']['jax']} on {run['platform']}; process settings: "
                   f"{', '.join(run['settings']) or 'none'}")
         time_steps = _config(model, args.width).model.time_steps

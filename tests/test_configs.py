@@ -48,7 +48,7 @@ SCHEMA = {
          "log_every_steps", "spike_stats"},
     "dataset": {"name", "data_dir", "train_path", "eval_path", "normalization", "augment",
                 "cache_dir", "prefetch"},
-    "model": {"name", "time_steps", "channel_wise", "init", "neuron", "kwargs"},
+    "model": {"name", "time_steps", "channel_wise", "init", "remat", "neuron", "kwargs"},
     "model.neuron": {"kind", "gates", "static_gates", "static_primitives", "surrogate",
                      "surrogate_width"},
     "optim": {"base_lr", "momentum", "weight_decay", "gate_lr_scale", "primitive_lr_scale",
@@ -110,6 +110,7 @@ def test_every_config_loads_with_the_schema(name):
     assert config.parallel in ("none", "pmap", "mesh")
     assert config.optim.step_schedule_per in ("epoch", "step")
     assert config.model.init in ("cifar", "imagenet", "dvs")
+    assert config.model.remat is True   # glif-train recomputes tdBN and GLIF in the backward pass
     assert config.is_locked
     NeuronConfig(**config.model.neuron)  # the neuron block is a valid floor-1 NeuronConfig
     with pytest.raises(AttributeError):

@@ -134,6 +134,8 @@ def validate_config(
     _choice(config, "model.name", model_names())
     _integer(config, "model.time_steps", minimum=1)
     _boolean(config, "model.channel_wise")
+    if "remat" in config.model:   # absent from runs saved before it existed (then off)
+        _boolean(config, "model.remat")
     _choice(config, "model.neuron.kind", NEURON_KINDS)
     _choice(config, "model.neuron.gates", GATE_MODES)
     _validate_model_options(config)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from glif_jax.layers import frames_time_first, mean_over_time, repeat_over_time, time_merged
-from glif_jax.models.blocks import RESIDUAL_BLOCKS, ConvNormNeuron, SEWBlock
+from glif_jax.models.blocks import RESIDUAL_BLOCKS, ConvNormNeuron, SEWBlock, rematerialised
 from glif_jax.models.description import AvgPool, ConvUnit, NetworkSpec, Stage
 from glif_jax.models.layer_settings import LayerSettings
 from glif_jax.neuron import NeuronConfig
@@ -33,6 +33,12 @@ class SpikingNetwork(nn.Module):
         ("cifar" | "imagenet" | "dvs" or explicit values; not named ``init``, which is Module.init).
       dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters and logits stay float32.
       bn_axis_name: mapped axis over which BN batch statistics are averaged (data parallel).
+      remat: recompute each block's normalisations and GLIF layers in the backward pass
+        instead of keeping their outputs (:func:`~glif_jax.models.blocks.rematerialised`):
+        the same numbers, less training memory, provided XLA schedules for memory (on a CPU
+        its default scheduler computes the copies early and keeps them: ``glif-train`` sets
+        ``--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED``, see
+        ``train/runtime.py``). The configs turn it on; off by default here.
 
     Call: ``module.apply(variables, x, train, mutable=["batch_stats"] if train else False)``
     with ``x`` static images ``[B, H, W, C]`` or event frames ``[B, T, H, W, C]`` (see
@@ -47,13 +53,14 @@ class SpikingNetwork(nn.Module):
     neuron_init: str | Mapping[str, Any] = "cifar"
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         settings = LayerSettings(neuron=self.neuron, channel_wise=self.channel_wise, neuron_init=self.neuron_init,
                                  norm=self.spec.norm, dtype=self.dtype, bn_axis_name=self.bn_axis_name)
         x = self._encode(x)
-        x = ConvNormNeuron(self.spec.stem, settings, name="stem")(x, train)
+        x = self._block(ConvNormNeuron)(self.spec.stem, settings, name="stem")(x, train)
         x = self._body(x, settings, train)
         x = self._reduce(x)
         for index, width in enumerate(self.spec.head.widths(self.num_classes), start=1):
@@ -91,16 +98,16 @@ class SpikingNetwork(nn.Module):
         for item in self.spec.body:
             if isinstance(item, ConvUnit):
                 conv_count += 1
-                x = ConvNormNeuron(item, settings, name=f"conv{conv_count}")(x, train)
+                x = self._block(ConvNormNeuron)(item, settings, name=f"conv{conv_count}")(x, train)
             elif isinstance(item, Stage):
                 stage_count += 1
                 for block_index in range(item.depth):
                     name = f"stage{stage_count}_block{block_index + 1}"
                     if item.block == "sew":
-                        block = SEWBlock(item.features, item.connection, settings, name=name)
+                        block = self._block(SEWBlock)(item.features, item.connection, settings, name=name)
                     else:
                         stride = item.stride if block_index == 0 else 1
-                        block = RESIDUAL_BLOCKS[item.block](item.features, stride, settings, name=name)
+                        block = self._block(RESIDUAL_BLOCKS[item.block])(item.features, stride, settings, name=name)
                     x = block(x, train)
             elif isinstance(item, AvgPool):
                 window = (item.window, item.window)
@@ -108,6 +115,9 @@ class SpikingNetwork(nn.Module):
             else:
                 raise TypeError(f"{self.spec.name}: unknown body item {item!r}")
         return x
+
+    def _block(self, block: type[nn.Module]) -> type[nn.Module]:
+        return rematerialised(block) if self.remat else block
 
     def _reduce(self, x: jax.Array) -> jax.Array:
         """``[T, B, H, W, C] -> [T, B, F]``: global average over space, or flatten."""

@@ -67,12 +67,14 @@ def _architecture(name: str) -> Callable[..., NetworkSpec]:
 
 def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronConfig = NeuronConfig(),
               channel_wise: bool = True, init: str | Mapping[str, Any] = "cifar", dtype: Any = jnp.float32,
-              bn_axis_name: str | None = None, **options: Any) -> SpikingNetwork:
+              bn_axis_name: str | None = None, remat: bool = False, **options: Any) -> SpikingNetwork:
     """Model ``name`` as a Flax module: ``module.apply(variables, x, train) -> logits [B, num_classes]``.
 
     x: static images ``[B, H, W, C]`` (repeated over time inside) or event frames
     ``[B, T, H, W, C]``. Collections: ``params`` and ``batch_stats``. ``options`` are the
     model's options of :func:`get_spec` (e.g. ``width_multiplier=0.25``, ``width_change="1x1"`` for wide7b).
+    ``remat``: recompute normalisations and neurons in the backward pass instead of keeping
+    them (same results, less memory under a memory-aware XLA scheduler; :class:`SpikingNetwork`).
     """
     for argument, value in (("num_classes", num_classes), ("time_steps", time_steps)):
         if not isinstance(value, int) or value < 1:
@@ -83,16 +85,17 @@ def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronCon
         init = FrozenDict(init)   # hashable, so the module can be a static argument of jit
     return SpikingNetwork(spec=get_spec(name, **options), num_classes=num_classes, time_steps=time_steps,
                           neuron=neuron, channel_wise=channel_wise, neuron_init=init, dtype=dtype,
-                          bn_axis_name=bn_axis_name)
+                          bn_axis_name=bn_axis_name, remat=remat)
 
 
 def from_config(model_config: Any, num_classes: int, *, dtype: Any = jnp.float32,
                 bn_axis_name: str | None = None) -> SpikingNetwork:
-    """The model that ``config.model`` describes (name, time_steps, channel_wise, init, neuron, kwargs)."""
+    """The model that ``config.model`` describes (name, time_steps, channel_wise, init, neuron, remat, kwargs)."""
     neuron_options = _as_dict(model_config.get("neuron", None))
     return get_model(model_config.name, num_classes=num_classes, time_steps=model_config.time_steps,
                      neuron=NeuronConfig(**neuron_options), channel_wise=model_config.get("channel_wise", True),
                      init=_as_plain(model_config.get("init", "cifar")), dtype=dtype, bn_axis_name=bn_axis_name,
+                     remat=model_config.get("remat", False),
                      **_as_dict(model_config.get("kwargs", None)))
 
 
