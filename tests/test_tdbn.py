@@ -107,6 +107,7 @@ def test_eval_mode_uses_running_statistics_and_does_not_update_them():
                               np.asarray(variables["params"]["scale"]), np.asarray(variables["params"]["bias"]))
     np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(updates["batch_stats"]["mean"]), stats["mean"], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(updates["batch_stats"]["var"]), stats["var"], rtol=1e-6)
 
 
 def test_train_output_std_is_k_times_v():
