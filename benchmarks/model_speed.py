@@ -193,16 +193,14 @@ def run_worker(framework: str, model: str, batch: int, steps: int, device: str, 
 
 
 def machine() -> str:
-    flags = set()
+    """CPU model, core count and the vector extensions the benchmark's libraries may use."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), platform.processor())
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        model = platform.processor()
+        lines = []
+    fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
+    flags = set(fields.get("flags", "").split())   # the last core's; all cores alike
+    model = fields.get("model name") or platform.processor()
     features = [name for name in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
     return f"{model}, {os.cpu_count()} cores, {' '.join(features) or 'no x86 vector flags read'}"
 

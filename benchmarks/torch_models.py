@@ -173,17 +173,14 @@ class SpikingNetwork(Reference):
 
 def paper_sgd(model: nn.Module, *, base_lr: float, weight_decay: float, gate_lr_scale: float) -> torch.optim.SGD:
     """``torch.optim.SGD`` (momentum 0.9) with the paper's three groups: weights (decayed),
-    primitives and gates (no decay; gates at ``gate_lr_scale`` of the rate)."""
+    primitives and gates of the GLIF layers (no decay; gates at ``gate_lr_scale`` of the rate)."""
+    neuron_groups = {id(parameter): group_of(name) for module in model.modules() if isinstance(module, TorchGLIF)
+                     for name, parameter in module.named_parameters()}
     groups = {WEIGHTS: [], PRIMITIVES: [], GATES: []}
-    for name, parameter in model.named_parameters():
-        in_neuron = any(name.startswith(prefix) for prefix in _neuron_prefixes(model))
-        groups[group_of(name.rsplit(".", 1)[-1]) if in_neuron else WEIGHTS].append(parameter)
+    for parameter in model.parameters():
+        groups[neuron_groups.get(id(parameter), WEIGHTS)].append(parameter)
     return torch.optim.SGD([
         {"params": groups[WEIGHTS], "lr": base_lr, "weight_decay": weight_decay},
         {"params": groups[PRIMITIVES], "lr": base_lr, "weight_decay": 0.0},
         {"params": groups[GATES], "lr": base_lr * gate_lr_scale, "weight_decay": 0.0},
     ], lr=base_lr, momentum=0.9)
-
-
-def _neuron_prefixes(model: nn.Module) -> list[str]:
-    return [name + "." for name, module in model.named_modules() if isinstance(module, TorchGLIF)]

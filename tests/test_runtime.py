@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.comparison import relative_difference
 from train import runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,20 +97,14 @@ def test_user_flags_win(tmp_path):
     assert report["ynn_convolutions"] > 0
 
 
-def _relative(actual: np.ndarray, expected: np.ndarray) -> float:
-    assert actual.shape == expected.shape
-    assert np.all(np.isfinite(actual)) and np.all(np.isfinite(expected))
-    return float(np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-30))
-
-
 @pytest.mark.parametrize("name", ["conv_out", "conv_dx", "conv_dw", "bn_out", "bn_dx", "bn_dscale"])
 def test_convolution_and_batch_norm_agree(runs, name):
-    assert _relative(runs["tuned"][1][name], runs["plain"][1][name]) <= OP_TOLERANCE
+    assert relative_difference(runs["tuned"][1][name], runs["plain"][1][name]) <= OP_TOLERANCE
 
 
 def test_network_logits_and_loss_agree(runs):
     plain, tuned = runs["plain"][1], runs["tuned"][1]
-    assert _relative(tuned["net_logits"], plain["net_logits"]) <= LOGIT_TOLERANCE
+    assert relative_difference(tuned["net_logits"], plain["net_logits"]) <= LOGIT_TOLERANCE
     assert abs(float(tuned["net_loss"]) - float(plain["net_loss"])) <= LOGIT_TOLERANCE * abs(float(plain["net_loss"]))
 
 
@@ -118,7 +113,7 @@ def test_network_gradients_agree(runs):
     names = sorted(name for name in plain.files if name.startswith("grad/"))
     assert names == sorted(name for name in tuned.files if name.startswith("grad/"))
     assert len(names) > 50
-    worst = max((_relative(tuned[name], plain[name]), name) for name in names)
+    worst = max((relative_difference(tuned[name], plain[name]), name) for name in names)
     assert worst[0] <= GRADIENT_TOLERANCE, worst
 
 

@@ -121,8 +121,7 @@ def train_and_evaluate(
             strategy=strategy, batch_size=eval_batch_size, max_batches=config.eval_steps,
         )
         # count is this process's examples; every process evaluates its share at the same time
-        elapsed = max(time.perf_counter() - start, 1e-9)
-        metrics["images_per_second"] = metrics["count"] * jax.process_count() / elapsed
+        metrics["images_per_second"] = _images_per_second(metrics["count"] * jax.process_count(), start)
         return metrics
 
     with MetricWriter(workdir) as writer:
@@ -204,9 +203,8 @@ def _train_epoch(config, experiment, strategy, train_fn, state, writer, epoch: i
             for pending_sums in strategy.fetch(pending):
                 window.add(pending_sums)
                 epoch_totals.add(pending_sums)
-            elapsed = time.perf_counter() - window_start
             record = window.result()
-            record["images_per_second"] = len(pending) * config.batch_size / max(elapsed, 1e-9)
+            record["images_per_second"] = _images_per_second(len(pending) * config.batch_size, window_start)
             # the learning rates of the window's last update (optax counts updates from 0)
             record.update({f"lr/{group}": lr for group, lr in experiment.learning_rates(step - 1).items()})
             record.pop("count")
@@ -229,9 +227,13 @@ def _train_epoch(config, experiment, strategy, train_fn, state, writer, epoch: i
     metrics = epoch_totals.result()
     metrics.pop("count")
     # the whole epoch's wall time: data, steps and logging (the first epoch also compiles)
-    elapsed = max(time.perf_counter() - epoch_start, 1e-9)
-    metrics["images_per_second"] = (steps_done - skip) * config.batch_size / elapsed
+    metrics["images_per_second"] = _images_per_second((steps_done - skip) * config.batch_size, epoch_start)
     return state, metrics
+
+
+def _images_per_second(images: float, since: float) -> float:
+    """``images`` over the wall time since ``since`` (a ``time.perf_counter()`` reading)."""
+    return images / max(time.perf_counter() - since, 1e-9)
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
