@@ -57,7 +57,7 @@ DEVICES = ("cpu", "cuda")
 
 
 def cifar_logits(time_steps: int, channels: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """SPEC §1's CIFAR initialisation with spikingjelly's gate range (logits in [-0.1, 0.1))."""
+    """The paper's CIFAR initialisation with spikingjelly's gate range (logits in [-0.1, 0.1))."""
 
     def logit(value):
         return np.log(value / (1 - value))

@@ -57,7 +57,7 @@ class RectangularSpike(torch.autograd.Function):
 
 
 def glif_loop(inputs: torch.Tensor, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-    """SPEC §1 step by step, the terms in glif-jax's order; ``inputs`` ``[T, B, C, H, W]``."""
+    """The GLIF paper's neuron equations step by step, the terms in glif-jax's order; ``inputs`` ``[T, B, C, H, W]``."""
     per_channel = {name: torch.sigmoid(logits[name]).view(1, -1, 1, 1) for name in SPIKINGJELLY_NAMES if name != "cond"}
     a, b, g = per_channel["alpha"], per_channel["beta"], per_channel["gamma"]
     decay = 1 - a * (1 - per_channel["tau"])

@@ -1,4 +1,4 @@
-"""The paper's training recipes (SPEC §4) as locked `ml_collections.ConfigDict`s.
+"""The paper's training recipes as locked `ml_collections.ConfigDict`s.
 
 Every experiment file in `configs/` calls one builder here, so each recipe is written
 once. Schema: /work/notes/CONTRACTS.md ("Config schema"). Units: `base_lr` is the
@@ -16,7 +16,7 @@ from ml_collections import config_dict
 
 from glif_jax import models
 
-# SPEC §4 table. batch = batch per GPU x GPUs of the paper's runs.
+# The paper's training recipe table. batch = batch per GPU x GPUs of the paper's runs.
 CIFAR_RECIPE = dict(base_lr=0.1, num_epochs=200, batch_size=64 * 1, weight_decay=5e-5,
                     gate_lr_scale=0.1, cosine_period_epochs=None)
 IMAGENET_RECIPE = dict(base_lr=0.1, num_epochs=150, batch_size=50 * 4, weight_decay=5e-5,
@@ -133,7 +133,7 @@ def cifar(
     neuron_overrides: dict[str, Any] | None = None,
     model_overrides: dict[str, Any] | None = None,
 ) -> ml_collections.ConfigDict:
-    """CIFAR-10/100 recipe: lr 0.1, 200 epochs, batch 64, wd 5e-5, gates at lr/10 (SPEC §4)."""
+    """CIFAR-10/100 recipe: lr 0.1, 200 epochs, batch 64, wd 5e-5, gates at lr/10 (the paper's training recipe)."""
     if dataset not in CIFAR_DATASETS:
         raise ValueError(f"dataset must be one of {CIFAR_DATASETS}, got {dataset!r}")
     config = experiment(
@@ -160,7 +160,7 @@ def cifar_npz(
 
 
 def imagenet(model: str, time_steps: int) -> ml_collections.ConfigDict:
-    """ImageNet recipe: lr 0.1, 150 epochs, global batch 200 (50 x 4 GPUs), wd 5e-5 (SPEC §4).
+    """ImageNet recipe: lr 0.1, 150 epochs, global batch 200 (50 x 4 GPUs), wd 5e-5 (the paper's training recipe).
 
     Data-parallel over all local devices ("mesh"); the global batch must divide by their count.
     """

@@ -1,4 +1,4 @@
-"""CIFAR-100, CIFARNet, T = 2: the paper's CIFAR recipe (SPEC §4)."""
+"""CIFAR-100, CIFARNet, T = 2: the paper's CIFAR recipe."""
 
 import ml_collections
 

@@ -1,4 +1,4 @@
-"""CIFAR-100, CIFARNet, T = 4: the paper's CIFAR recipe (SPEC §4)."""
+"""CIFAR-100, CIFARNet, T = 4: the paper's CIFAR recipe."""
 
 import ml_collections
 

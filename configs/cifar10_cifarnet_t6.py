@@ -1,4 +1,4 @@
-"""CIFAR-10, CIFARNet, T = 6: the paper's CIFAR recipe (SPEC §4)."""
+"""CIFAR-10, CIFARNet, T = 6: the paper's CIFAR recipe."""
 
 import ml_collections
 

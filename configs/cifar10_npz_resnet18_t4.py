@@ -2,7 +2,7 @@
 
 Not the paper's network: every conv width and the hidden head width are a quarter of
 ResNet-18's (stem 16, stages 16/32/64/128, head 128→64→10: 0.72 M parameters instead
-of 11.35 M), so that an epoch fits a CPU. The rest is the CIFAR recipe (SPEC §4: lr 0.1,
+of 11.35 M), so that an epoch fits a CPU. The rest is the CIFAR recipe (the paper's training recipe: lr 0.1,
 batch 64, wd 5e-5, gates at lr/10) with 20 epochs instead of 200.
 Defaults point at the 5 000-image training subset and the full test set of /work/shared/data;
 override with --config.dataset.train_path=... --config.dataset.eval_path=... (arrays `x`

@@ -1,6 +1,6 @@
 """Ablation: CIFAR-10, ResNet-18, T = 4 with GLIF_f.
 
-The coarsely fused neuron: no gates (SPEC §1).
+The coarsely fused neuron: no gates (the GLIF paper's neuron equations).
 Everything else as in cifar10_resnet18_t4.py.
 """
 

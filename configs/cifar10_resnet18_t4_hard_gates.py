@@ -1,6 +1,6 @@
 """Ablation: CIFAR-10, ResNet-18, T = 4 with binary gates.
 
-Forward 1[sigmoid(theta) > 0.5], straight-through backward (SPEC §1).
+Forward 1[sigmoid(theta) > 0.5], straight-through backward (the GLIF paper's neuron equations).
 Everything else as in cifar10_resnet18_t4.py.
 """
 

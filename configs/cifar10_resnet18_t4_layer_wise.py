@@ -1,6 +1,6 @@
 """Ablation: CIFAR-10, ResNet-18, T = 4 with layer-wise.
 
-One value per layer for each gate and primitive, cond per time step (SPEC §1).
+One value per layer for each gate and primitive, cond per time step (the GLIF paper's neuron equations).
 Everything else as in cifar10_resnet18_t4.py.
 """
 

@@ -1,6 +1,6 @@
 """Ablation: CIFAR-10, ResNet-18, T = 4 with plain LIF.
 
-The LIF baseline: tau and v_th only (SPEC §1).
+The LIF baseline: tau and v_th only (the GLIF paper's neuron equations).
 Everything else as in cifar10_resnet18_t4.py.
 """
 

@@ -1,6 +1,6 @@
 """Ablation: CIFAR-10, ResNet-18, T = 4 with static gates.
 
-Gates fixed at their initial values, no gradient (SPEC §1);
+Gates fixed at their initial values, no gradient (the GLIF paper's neuron equations);
 add --config.model.neuron.gates=hard for static binary gates.
 Everything else as in cifar10_resnet18_t4.py.
 """

@@ -1,4 +1,4 @@
-"""ImageNet, MS-ResNet-18, T = 4: the paper's ImageNet recipe (SPEC §4)."""
+"""ImageNet, MS-ResNet-18, T = 4: the paper's ImageNet recipe."""
 
 import ml_collections
 

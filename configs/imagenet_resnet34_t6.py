@@ -1,4 +1,4 @@
-"""ImageNet, ResNet-34, T = 6: the paper's ImageNet recipe (SPEC §4)."""
+"""ImageNet, ResNet-34, T = 6: the paper's ImageNet recipe."""
 
 import ml_collections
 

@@ -1,4 +1,4 @@
-"""The GLIF neuron as pure JAX functions (SPEC §1). No Flax, no training: import it alone.
+"""The GLIF neuron as pure JAX functions (the GLIF paper's neuron equations). No Flax, no training: import it alone.
 
 Parameters are a mapping of *logits* under the names of :data:`PARAM_NAMES`; every gate and
 primitive is ``sigmoid(logit)``. Inputs put time first, channels last: ``[T, ..., C]``.
@@ -11,7 +11,7 @@ One step, for effective coefficients computed once from the parameters (:func:`c
 
 For GLIF these are ``decay = 1 - a(1 - tau)``, ``reset_gate = g``, ``leak = (1 - a) lam``,
 ``input_gain = 1 - b(1 - cond)``, ``soft_reset = (1 - g) v_re``, ``threshold = v_th``, which
-is SPEC §1's update term by term; GLIF_f and LIF are the same recurrence with other
+is the paper's update term by term; GLIF_f and LIF are the same recurrence with other
 coefficients. :func:`glif` runs it over time in the compiled CPU kernel of
 :mod:`glif_jax.cpu_kernel` when compiling for the CPU (``implementation="auto"``, the default),
 else as an XLA scan with a hand-written backward pass through time (``"fused"``, which keeps
@@ -171,7 +171,7 @@ def _primitive(logit: jax.Array, config: NeuronConfig) -> jax.Array:
 
 
 def coefficients(params: Params, config: NeuronConfig, dtype: Any = jnp.float32) -> Coefficients:
-    """Turns logits into the recurrence's coefficients for ``config.kind`` (SPEC §1)."""
+    """Turns logits into the recurrence's coefficients for ``config.kind`` (the GLIF paper's neuron equations)."""
     logits = {name: jnp.asarray(params[name], dtype) for name in config.param_names}
     p = {name: _primitive(logits[name], config) for name in PRIMITIVE_NAMES if name in logits}
     one, zero = jnp.ones((), dtype), jnp.zeros((), dtype)
@@ -193,7 +193,7 @@ def coefficients(params: Params, config: NeuronConfig, dtype: Any = jnp.float32)
 
 
 def _membrane_update(c: Coefficients, input_gain: jax.Array, state: NeuronState, inputs: jax.Array) -> jax.Array:
-    """SPEC §1: ``L + I - reset`` for one step, in the authors' order of terms."""
+    """The GLIF paper's neuron equations: ``L + I - reset`` for one step, in the authors' order of terms."""
     leak_term = c.decay * state.membrane * (1 - c.reset_gate * state.spike) - c.leak
     return leak_term + input_gain * inputs - c.soft_reset * state.spike
 
@@ -264,7 +264,7 @@ def glif_step(
     config: NeuronConfig | None = None,
     **options,
 ) -> tuple[NeuronState, jax.Array]:
-    """One step of SPEC §1: ``(state, params, input_t) -> (state, spikes_t)``.
+    """One step of the GLIF paper's neuron equations: ``(state, params, input_t) -> (state, spikes_t)``.
 
     ``inputs`` is one time step ``[..., C]``; ``time_step`` picks the row of ``cond``.
     Differentiable through the surrogate; write your own loop around it.

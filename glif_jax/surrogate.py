@@ -1,4 +1,4 @@
-"""The spike nonlinearity: exact Heaviside forward, surrogate derivative backward (SPEC §1).
+"""The spike nonlinearity: exact Heaviside forward, surrogate derivative backward (the GLIF paper's neuron equations).
 
 A surrogate is a derivative shape ``d(x, width)`` of the membrane distance to threshold
 ``x = u - v_th``. Four shapes are built in and a user can register their own::

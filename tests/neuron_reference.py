@@ -1,6 +1,6 @@
-"""An independent float64 NumPy reference of SPEC §1, written from the equations.
+"""An independent float64 NumPy reference of the GLIF paper's neuron equations, written from the equations.
 
-Forward: the leak / integration / reset / fire lines of SPEC §1 as printed, with the raw
+Forward: the leak / integration / reset / fire lines of the GLIF paper's neuron equations as printed, with the raw
 gate and primitive values. Backward: a hand-written backpropagation through time using the
 partial derivatives of those same lines (no coefficient form, no autodiff).
 """
@@ -42,7 +42,7 @@ def _cond_at(v, t):
 
 
 def step(v, kind, u_prev, o_prev, c_t, cond_t):
-    """SPEC §1, one step; returns u."""
+    """The GLIF paper's neuron equations, one step; returns u."""
     if kind == "glif_f":
         return v["tau"] * u_prev * (1 - o_prev) - v["lam"] + cond_t * c_t - v["v_re"] * o_prev
     if kind == "lif":

@@ -1,4 +1,4 @@
-"""glif_jax.analysis: learned values per GLIF layer, network order, names, tidy tables (SPEC §1, §7).
+"""glif_jax.analysis: learned values per GLIF layer, network order, names, tidy tables (the GLIF paper's neuron equations, §7).
 
 The references are NumPy: ``1 / (1 + exp(-logit))`` of hand-chosen logits in a hand-built
 parameter tree whose key order differs from the network order (as after ``jit`` or a
@@ -137,7 +137,7 @@ def test_network_order_of_a_registry_resnet():
 
     model = models.get_model("resnet18", num_classes=10, time_steps=2)
     order = network_order(model, jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32), train=False)
-    assert len(order) == 17  # stem + 8 blocks x 2 neurons (SPEC §3)
+    assert len(order) == 17  # stem + 8 blocks x 2 neurons (the paper's architectures)
     assert order[:3] == ["stem/neuron", "stage1_block1/neuron1", "stage1_block1/neuron_out"]
     assert order[-1] == "stage4_block2/neuron_out"
 
@@ -180,7 +180,7 @@ def test_summary_table_quantiles():
 
 
 def test_initial_distributions_match_a_freshly_initialised_glif_layer():
-    """SPEC §1: gates sigmoid(U[-0.2, 0.2)) = [0.4502, 0.5498); CIFAR primitives constant."""
+    """The GLIF paper's neuron equations: gates sigmoid(U[-0.2, 0.2)) = [0.4502, 0.5498); CIFAR primitives constant."""
     channels = 20000
     params = GLIF().init(jax.random.PRNGKey(3), jnp.zeros((2, 1, channels)))["params"]
     initial = initial_distributions(PARAM_NAMES, "cifar", time_steps=2)

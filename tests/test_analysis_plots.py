@@ -1,4 +1,4 @@
-"""glif_jax.analysis figures: panels, what they draw, labels (SPEC §7, the paper's Figs. 1-2).
+"""glif_jax.analysis figures: panels, what they draw, labels (the paper's appendix A.1, the paper's Figs. 1-2).
 
 The figures are inspected as matplotlib objects: panel count and identity (each data panel
 carries the label "panel:<quantity>"), plotted data against NumPy, titles and axis labels.

@@ -1,4 +1,4 @@
-"""Tests of configs/: schema, the paper's recipes (SPEC §4), the experiment grid (SPEC §4/§6)."""
+"""Tests of configs/: schema, the paper's recipes and the experiment grid."""
 
 import pathlib
 
@@ -31,7 +31,7 @@ ABLATION_RUNS = [f"cifar10_resnet18_t4_{a}" for a in ABLATIONS]
 OTHER_RUNS = ["default", "cifar10_npz_resnet18_t4"]
 ALL_RUNS = CIFAR_RUNS + IMAGENET_RUNS + DVS_RUNS + ABLATION_RUNS + OTHER_RUNS
 
-# SPEC §4 table; batch = batch per GPU x GPUs.
+# The paper's training recipe table; batch = batch per GPU x GPUs.
 PAPER_RECIPES = {
     "cifar": dict(base_lr=0.1, num_epochs=200, batch_size=64, weight_decay=5e-5,
                   gate_lr_scale=0.1, cosine_period_epochs=None, init="cifar"),
@@ -57,7 +57,7 @@ SCHEMA = {
 }
 PAPER_NEURON = dict(kind="glif", gates="soft", static_gates=False, static_primitives=False,
                     surrogate="rectangular", surrogate_width=None)
-# config.model.kwargs: every option of the model with its default (SPEC §3: the paper's widths;
+# config.model.kwargs: every option of the model with its default (the paper's architectures: the paper's widths;
 # wide7b's width changes by 3x3 convs and ADD connections), written out independently.
 MODEL_KWARGS = {"width_multiplier": 1.0}
 WIDE7B_KWARGS = {"width_multiplier": 1.0, "width_change": "3x3", "connection": "ADD"}
@@ -92,7 +92,7 @@ def section(config, path: str):
 
 
 def test_collection_is_exactly_the_experiment_grid():
-    """SPEC §4/§6: 3 models x 2 CIFARs x 3 T, 2 x 2 ImageNet, DVS, ablations, default, npz."""
+    """The paper's training recipe and reported results: 3 models x 2 CIFARs x 3 T, 2 x 2 ImageNet, DVS, ablations, default, npz."""
     files = {p.stem for p in CONFIGS.glob("*.py")} - {"__init__", "base"}
     assert files == set(ALL_RUNS)
     assert len(CIFAR_RUNS) == 18 and len(IMAGENET_RUNS) == 4
@@ -119,7 +119,7 @@ def test_every_config_loads_with_the_schema(name):
 
 @pytest.mark.parametrize("name", CIFAR_RUNS + IMAGENET_RUNS + DVS_RUNS)
 def test_paper_recipe_values(name):
-    """SPEC §4 per family: lr, epochs, global batch, wd, gate lr scale, cosine period, init."""
+    """The paper's training recipe per family: lr, epochs, global batch, wd, gate lr scale, cosine period, init."""
     config = load(name)
     family = name.split("_")[0]
     family = "cifar" if family.startswith("cifar") else family
@@ -149,7 +149,7 @@ def test_paper_recipe_values(name):
 
 @pytest.mark.parametrize("suffix", ABLATIONS)
 def test_ablations_differ_from_the_base_run_only_where_named(suffix):
-    """SPEC §1 ablations on CIFAR-10 ResNet-18 T=4: one switch each, the rest identical."""
+    """The GLIF paper's neuron equations ablations on CIFAR-10 ResNet-18 T=4: one switch each, the rest identical."""
     reference = flatten(load("cifar10_resnet18_t4").to_dict())
     ablation = flatten(load(f"cifar10_resnet18_t4_{suffix}").to_dict())
     assert set(ablation) == set(reference)
@@ -253,7 +253,7 @@ def test_builders_reject_bad_arguments():
         ("imagenet_ms_resnet18_t6", "gates", 0, 1.0),
         ("imagenet_ms_resnet18_t6", "primitives", 150, 0.0),
         ("dvs_wide7b_t16", "weights", 64, 0.0),  # T_max = 64 epochs ...
-        ("dvs_wide7b_t16", "gates", 128, 1.0),  # ... and back up at 128 (SPEC §4)
+        ("dvs_wide7b_t16", "gates", 128, 1.0),  # ... and back up at 128 (the paper's training recipe)
     ],
 )
 def test_configs_drive_the_optimiser_schedules(name, group, epoch, factor):

@@ -1,4 +1,4 @@
-"""glif_jax.cpu_kernel: the compiled time loop against the equations and the XLA path (SPEC §1).
+"""glif_jax.cpu_kernel: the compiled time loop against the equations and the XLA path (the GLIF paper's neuron equations).
 
 tests/test_neuron.py runs the kernel against the float64 reference with the other
 implementations; here: float32 bit-exactness against the recurrence evaluated in NumPy,
@@ -130,7 +130,7 @@ def random_coefficients(rng, time_steps, channels, dtype):
 
 
 def numpy_recurrence(c: Coefficients, x, membrane, spike):
-    """SPEC §1 in the coefficient form, term by term in the documented order, in x's dtype."""
+    """The GLIF paper's neuron equations in the coefficient form, term by term in the documented order, in x's dtype."""
     one = x.dtype.type(1)
     spikes, membranes = [], []
     for t in range(x.shape[0]):

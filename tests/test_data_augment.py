@@ -1,4 +1,4 @@
-"""Host-side augmentation and normalisation against NumPy references (SPEC §5)."""
+"""Host-side augmentation and normalisation against NumPy references (the paper's data setup)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from glif_jax.data import cifar
 from glif_jax.data.augment import random_crop, random_horizontal_flip
 from glif_jax.data.normalization import normalize_uint8
 
-# SPEC §5, typed here independently of glif_jax.data.normalization.
+# The paper's data setup, typed here independently of glif_jax.data.normalization.
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465])
 CIFAR10_STD = np.array([0.247, 0.243, 0.261])
 CIFAR100_MEAN = np.array([0.5071, 0.4867, 0.4408])
@@ -35,7 +35,7 @@ def matching_offsets(original, output, padding):
 
 
 def test_random_crop_is_a_uniform_window_of_the_zero_padded_image():
-    """SPEC §5: random crop with zero padding; offsets uniform over {0..2p} per axis."""
+    """The paper's data setup: random crop with zero padding; offsets uniform over {0..2p} per axis."""
     rng = np.random.default_rng(0)
     images = rng.integers(1, 256, size=(96, 6, 7, 3), dtype=np.uint8)  # H != W
     cropped = random_crop(images, np.random.default_rng(1), padding=2)
@@ -51,7 +51,7 @@ def test_random_crop_is_a_uniform_window_of_the_zero_padded_image():
 
 
 def test_random_crop_uses_one_window_for_all_frames_of_an_example():
-    """SPEC §5 (CIFAR10-DVS): the crop of a recording is the same for its 16 frames."""
+    """The paper's data setup (CIFAR10-DVS): the crop of a recording is the same for its 16 frames."""
     rng = np.random.default_rng(2)
     frames = rng.random((12, 3, 5, 5, 2)).astype(np.float32) + 1.0
     cropped = random_crop(frames, np.random.default_rng(3), padding=4)
@@ -66,7 +66,7 @@ def test_random_crop_uses_one_window_for_all_frames_of_an_example():
 
 
 def test_random_horizontal_flip_mirrors_about_half_of_the_images():
-    """SPEC §5: random horizontal flip (W axis), probability 1/2."""
+    """The paper's data setup: random horizontal flip (W axis), probability 1/2."""
     images = np.random.default_rng(4).integers(0, 256, size=(200, 4, 5, 3), dtype=np.uint8)
     flipped = random_horizontal_flip(images, np.random.default_rng(5))
     mirrored = []
@@ -82,7 +82,7 @@ def test_random_horizontal_flip_mirrors_about_half_of_the_images():
     "name, mean, std", [("cifar10", CIFAR10_MEAN, CIFAR10_STD), ("cifar100", CIFAR100_MEAN, CIFAR100_STD)]
 )
 def test_normalisation_uses_the_spec_means_and_stds(name, mean, std):
-    """SPEC §5: scale to [0, 1], then (x - mean) / std per channel."""
+    """The paper's data setup: scale to [0, 1], then (x - mean) / std per channel."""
     images = np.random.default_rng(6).integers(0, 256, size=(3, 2, 2, 3), dtype=np.uint8)
     expected = (images / 255.0 - mean) / std
     result = normalize_uint8(images, name)
@@ -91,7 +91,7 @@ def test_normalisation_uses_the_spec_means_and_stds(name, mean, std):
 
 
 def test_cifar_train_preprocessing_pads_with_black_before_normalising():
-    """SPEC §5: crop/flip act on pixel values, so padding is a zero pixel (black), which
+    """The paper's data setup: crop/flip act on pixel values, so padding is a zero pixel (black), which
     normalises to -mean/std; the result is a crop (maybe mirrored) of the padded image."""
     train, evaluate = cifar.preprocessing("cifar10")
     images = np.random.default_rng(7).integers(1, 256, size=(64, 32, 32, 3), dtype=np.uint8)

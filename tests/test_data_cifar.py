@@ -1,4 +1,4 @@
-"""CIFAR-10/100 through tensorflow-datasets' real builders (SPEC §5).
+"""CIFAR-10/100 through tensorflow-datasets' real builders (the paper's data setup).
 
 The fixture writes tiny archives in the original binary layout (cifar-10-binary.tar.gz:
 cifar-10-batches-bin/data_batch_{1..5}.bin, test_batch.bin, batches.meta.txt, records of
@@ -108,7 +108,7 @@ def one_pass(data_dir, name, split, batch_size=4, **kwargs):
 
 @pytest.mark.parametrize("split", ["train", "eval"])
 def test_cifar10_comes_out_as_written_in_file_order(cifar_data_dir, split):
-    """SPEC §5: official train/test split; eval = scale to [0, 1] and normalise."""
+    """The paper's data setup: official train/test split; eval = scale to [0, 1] and normalise."""
     data_dir, written = cifar_data_dir
     images, labels, info = one_pass(data_dir, "cifar10", split)
     expected_images, expected_labels = written["cifar10"][split]
@@ -118,7 +118,7 @@ def test_cifar10_comes_out_as_written_in_file_order(cifar_data_dir, split):
 
 
 def test_cifar100_uses_fine_labels_and_its_own_normalisation(cifar_data_dir):
-    """SPEC §5: CIFAR-100 mean/std; label = the fine label (second label byte)."""
+    """The paper's data setup: CIFAR-100 mean/std; label = the fine label (second label byte)."""
     data_dir, written = cifar_data_dir
     images, labels, info = one_pass(data_dir, "cifar100", "train")
     expected_images, expected_labels = written["cifar100"]["train"]
@@ -136,7 +136,7 @@ def test_cifar10_eval_shards_split_the_test_set(cifar_data_dir):
 
 
 def test_cifar10_train_stream_is_augmented(cifar_data_dir):
-    """SPEC §5 train: every image is a crop of the zero-padded original, maybe mirrored."""
+    """The paper's data setup train: every image is a crop of the zero-padded original, maybe mirrored."""
     data_dir, written = cifar_data_dir
     batches, _ = data.build({"name": "cifar10", "data_dir": str(data_dir)}, split="train",
                             batch_size=5, seed=3, train=True)

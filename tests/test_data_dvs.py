@@ -1,4 +1,4 @@
-"""CIFAR10-DVS through tonic (SPEC §5): 16 equal-event-count frames resized to 48 x 48,
+"""CIFAR10-DVS through tonic (the paper's data setup): 16 equal-event-count frames resized to 48 x 48,
 per-class 90/10 split, frames cached on disk, train-time random crop.
 
 The fixture writes real AEDAT4 files (the format tonic's CIFAR10DVS reads through the
@@ -64,7 +64,7 @@ def write_recording(path, events):
 
 
 def reference_frames(events):
-    """SPEC §5, independently: 16 slices of N // 16 consecutive events (tonic drops the
+    """The paper's data setup, independently: 16 slices of N // 16 consecutive events (tonic drops the
     last N % 16), per-pixel per-polarity counts [16, 128 (y), 128 (x), 2], resized to
     48 x 48 bilinearly with half-pixel centres and no antialiasing (TF's resize)."""
     per_slice = len(events) // 16
@@ -105,7 +105,7 @@ def shared_cache(tmp_path_factory):
 
 
 def expected_split(written, split):
-    """SPEC §5: the first 90 % (ceil) of every class, in file-name order, train."""
+    """The paper's data setup: the first 90 % (ceil) of every class, in file-name order, train."""
     chosen = []
     for label in range(10):
         cut = math.ceil(len(written[label]) * 0.9)
@@ -124,7 +124,7 @@ def one_pass(data_dir, cache_dir, split, batch_size=4):
 
 
 def test_eval_frames_labels_and_split_match_the_reference(recordings, shared_cache):
-    """SPEC §5: 16 equal-event-count frames, 48 x 48, per-class split (file-name order:
+    """The paper's data setup: 16 equal-event-count frames, 48 x 48, per-class split (file-name order:
     for "truck", cifar10_truck_9 sorts after _10, _11, ... and is the one eval recording)."""
     data_dir, written = recordings
     frames, labels, info = one_pass(data_dir, shared_cache, "eval")
@@ -184,7 +184,7 @@ def test_a_failed_conversion_leaves_no_cache_behind(recordings, tmp_path, monkey
 
 
 def test_train_stream_crops_all_frames_of_a_recording_alike(recordings, shared_cache):
-    """SPEC §5: train-time random crop 48 with 4-pixel zero padding (one window per
+    """The paper's data setup: train-time random crop 48 with 4-pixel zero padding (one window per
     recording, all 16 frames); labels kept."""
     data_dir, _ = recordings
     plain, plain_labels, _ = one_pass(data_dir, shared_cache, "train", batch_size=32)

@@ -1,4 +1,4 @@
-"""ImageNet through tensorflow-datasets' real `imagenet2012` builder (SPEC §5).
+"""ImageNet through tensorflow-datasets' real `imagenet2012` builder (the paper's data setup).
 
 The fixture writes a tiny copy of the manual download in its original layout —
 ILSVRC2012_img_train.tar holding one tar per class (n01440764.tar, ...) of JPEGs, and
@@ -93,7 +93,7 @@ def reference_eval_image(payload):
 
 
 def test_validation_images_and_labels(imagenet_data_dir):
-    """SPEC §5 eval: resize 256, centre crop 224, normalise; labels from tfds's list."""
+    """The paper's data setup eval: resize 256, centre crop 224, normalise; labels from tfds's list."""
     data_dir, val_jpegs = imagenet_data_dir
     batches, info = data.build({"name": "imagenet2012", "data_dir": str(data_dir)}, split="eval",
                                batch_size=2, seed=0, train=False)
@@ -129,7 +129,7 @@ def test_validation_shards_cover_the_split_once_with_equal_lengths(imagenet_data
 
 
 def test_train_stream_labels_shapes_and_reproducibility(imagenet_data_dir):
-    """SPEC §5 train: random resized crop 224 + flip; the stream is infinite and seeded."""
+    """The paper's data setup train: random resized crop 224 + flip; the stream is infinite and seeded."""
     data_dir, _ = imagenet_data_dir
 
     def first_batches(seed, count=3):
@@ -172,7 +172,7 @@ def crop_windows(shape, seeds):
 
 
 def test_random_resized_crop_window_follows_torchvision_rules():
-    """SPEC §5: scale (0.2, 1.0) of the area, aspect ratio in [3/4, 4/3], inside the image,
+    """The paper's data setup: scale (0.2, 1.0) of the area, aspect ratio in [3/4, 4/3], inside the image,
     offsets spread over the free room."""
     windows = crop_windows([300, 400, 3], range(60))
     offset_y, offset_x, height, width = windows.T

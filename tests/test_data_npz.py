@@ -1,5 +1,5 @@
 """The "npz" dataset: arrays in the layout of /work/shared/data/cifar10_*.npz, with CIFAR
-preprocessing (SPEC §5). Fixture files are written by the tests."""
+preprocessing (the paper's data setup). Fixture files are written by the tests."""
 
 import itertools
 
@@ -31,7 +31,7 @@ def config(tmp_path, **overrides):
 
 
 def test_eval_pass_is_the_normalised_file(tmp_path):
-    """SPEC §5 eval: scale to [0, 1] and normalise; file order kept."""
+    """The paper's data setup eval: scale to [0, 1] and normalise; file order kept."""
     arrays = write_npz(tmp_path / "eval.npz", 7)
     batches, info = data.build(config(tmp_path), split="eval", batch_size=4, seed=0, train=False)
     collected = list(batches)
@@ -49,7 +49,7 @@ def test_num_classes_without_class_names_is_max_label_plus_one(tmp_path):
 
 
 def test_train_stream_is_augmented_only_when_asked(tmp_path):
-    """SPEC §5 train: crop + flip change the images; augment=False leaves them as in eval."""
+    """The paper's data setup train: crop + flip change the images; augment=False leaves them as in eval."""
     arrays = write_npz(tmp_path / "train.npz", 8)
     normalised = (arrays["x"] / 255.0 - CIFAR10_MEAN) / CIFAR10_STD
     plain, _ = data.build(config(tmp_path, augment=False), split="train", batch_size=4, seed=0, train=True)

@@ -1,4 +1,4 @@
-"""Direct encoding and the time-averaged readout (SPEC §2)."""
+"""Direct encoding and the time-averaged readout (the paper's tdBN and time-merging conventions)."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +8,7 @@ from glif_jax.layers import frames_time_first, mean_over_time, repeat_over_time
 
 
 def test_direct_encoding_repeats_the_image_at_every_step():
-    """SPEC §2: a static image is repeated T times: [B, H, W, C] -> [T, B, H, W, C]."""
+    """The paper's tdBN and time-merging conventions: a static image is repeated T times: [B, H, W, C] -> [T, B, H, W, C]."""
     images = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype(np.float32)
     encoded = repeat_over_time(jnp.asarray(images), 5)
     assert encoded.shape == (5, 2, 4, 4, 3)
@@ -22,7 +22,7 @@ def test_event_frames_put_time_first():
 
 
 def test_readout_is_the_mean_over_time_in_float32():
-    """SPEC §2: the network output is the classifier output averaged over time."""
+    """The paper's tdBN and time-merging conventions: the network output is the classifier output averaged over time."""
     outputs = np.random.default_rng(1).normal(size=(4, 2, 10)).astype(np.float32)
     readout = mean_over_time(jnp.asarray(outputs, jnp.bfloat16))
     assert readout.dtype == jnp.float32 and readout.shape == (2, 10)

@@ -1,4 +1,4 @@
-"""glif_jax.layers.glif: the Flax GLIF module's parameters, initialisation (SPEC §1) and helpers."""
+"""glif_jax.layers.glif: the Flax GLIF module's parameters, initialisation (the GLIF paper's neuron equations) and helpers."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def init(module, time_steps=T, channels=C, seed=0):
 
 @pytest.mark.parametrize("channel_wise,shape", [(True, (C,)), (False, ())])
 def test_parameter_names_and_shapes(channel_wise, shape):
-    """SPEC §1 parameterisation: seven per-channel (or scalar) logits plus cond [T, C] (or [T])."""
+    """The GLIF paper's parameterisation: seven per-channel (or scalar) logits plus cond [T, C] (or [T])."""
     params = init(GLIF(channel_wise=channel_wise))
     assert set(params) == {"alpha", "beta", "gamma", "tau", "lam", "v_th", "v_re", "cond"}
     for name, value in params.items():
@@ -40,14 +40,14 @@ def test_parameter_names_and_shapes(channel_wise, shape):
     ],
 )
 def test_primitive_initialisation(preset, time_steps, expected):
-    """SPEC §1 initialisation table: logit(value) stored, sigmoid gives the table's value back."""
+    """The GLIF paper's neuron equations initialisation table: logit(value) stored, sigmoid gives the table's value back."""
     params = init(GLIF(init_values=preset), time_steps=time_steps)
     for name, value in expected.items():
         np.testing.assert_allclose(sigmoid(np.asarray(params[name], np.float64)), value, rtol=1e-5)
 
 
 def test_gate_initialisation_range():
-    """SPEC §1: gate logits ~ U[-0.2, 0.2), so gate values lie in [0.4502, 0.5498); independent per entry."""
+    """The GLIF paper's neuron equations: gate logits ~ U[-0.2, 0.2), so gate values lie in [0.4502, 0.5498); independent per entry."""
     params = init(GLIF(), channels=4096)
     for name in ("alpha", "beta", "gamma"):
         logits = np.asarray(params[name])

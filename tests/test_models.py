@@ -1,4 +1,4 @@
-"""The registry, output shapes, input checks and structure of the SPEC §3 networks.
+"""The registry, output shapes, input checks and structure of the the paper's architectures networks.
 
 Shapes are taken with ``jax.eval_shape`` (the whole forward pass is traced, nothing is
 compiled), so every registered model is checked in train and eval mode within seconds.
@@ -46,7 +46,7 @@ def test_registry_lists_every_paper_model_and_the_tiny_one():
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("name", list(SMALL_INPUTS))
 def test_output_is_time_averaged_logits(name, train):
-    """SPEC §2/§3: every model maps its input to logits [B, classes] float32, in both modes,
+    """The paper's layer conventions and architectures: every model maps its input to logits [B, classes] float32, in both modes,
     with the BN running statistics as a separate collection of unchanged structure."""
     x = jnp.zeros(SMALL_INPUTS[name])
     variables, logits, batch_stats = abstract_run(get_model(name, num_classes=7, time_steps=TIME_STEPS), x, train)
@@ -56,7 +56,7 @@ def test_output_is_time_averaged_logits(name, train):
 
 
 def test_head_rule_depends_on_the_number_of_classes():
-    """SPEC §3: Linear(512→256) → Linear(256→classes) when classes ≤ 50, else Linear(512→classes)."""
+    """The paper's architectures: Linear(512→256) → Linear(256→classes) when classes ≤ 50, else Linear(512→classes)."""
     for num_classes, widths in ((50, (256, 50)), (51, (51,)), (10, (256, 10)), (1000, (1000,))):
         assert get_spec("resnet18").head.widths(num_classes) == widths
         assert get_spec("ms_resnet18").head.widths(num_classes) == widths
@@ -88,7 +88,7 @@ def test_tiny_convnet_runs_in_bfloat16():
 
 
 def test_direct_encoding_and_time_averaged_readout_inside_the_model():
-    """SPEC §2: the stem convolution sees the same image at every step (direct encoding), and
+    """The paper's tdBN and time-merging conventions: the stem convolution sees the same image at every step (direct encoding), and
     the logits are the classifier output averaged over the T steps."""
     model = get_model("tiny_convnet", num_classes=10, time_steps=3)
     x = jax.random.normal(jax.random.key(1), SMALL_INPUTS["tiny_convnet"])
@@ -120,7 +120,7 @@ def record_batch_norms(name, **options):
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet19", "resnet34", "ms_resnet18", "ms_resnet34", "cifarnet"])
 def test_root_two_scaling_exactly_on_the_two_summed_normalisations(name):
-    """SPEC §2/§3: k = 1/√2 on the body's last BN and the shortcut BN of every residual block,
+    """The paper's layer conventions and architectures: k = 1/√2 on the body's last BN and the shortcut BN of every residual block,
     k = 1 on every other BN; all are tdBN (V = 0.5)."""
     records = record_batch_norms(name)
     blocks = {path.split("/")[0] for path in records if "_block" in path}
@@ -136,14 +136,14 @@ def test_root_two_scaling_exactly_on_the_two_summed_normalisations(name):
 
 
 def test_wide7b_uses_plain_batch_norm_everywhere():
-    """SPEC §3: 7B-wideNet has plain BatchNorm (k·V = 1), no residual factor."""
+    """The paper's architectures: 7B-wideNet has plain BatchNorm (k·V = 1), no residual factor."""
     records = record_batch_norms("wide7b")
     assert len(records) == 1 + 8 + 1 + 6
     assert set(records.values()) == {(1.0, 1.0)}
 
 
 def test_width_change_option_selects_the_kernel_of_the_two_width_changing_convs():
-    """SPEC §3: 3×3 (paper text, default) or 1×1 (authors' code) for 2→64 and 64→128."""
+    """The paper's architectures: 3×3 (paper text, default) or 1×1 (authors' code) for 2→64 and 64→128."""
     for option, kernel in (("3x3", 3), ("1x1", 1)):
         spec = get_spec("wide7b", width_change=option)
         assert spec.stem.kernel == kernel and spec.body[2].kernel == kernel
@@ -165,7 +165,7 @@ def test_sew_connections():
 
 
 def test_ms_block_output_is_not_spikes_and_basic_block_output_is():
-    """SPEC §3: MS blocks end with the sum (no neuron), BasicBlocks with a GLIF."""
+    """The paper's architectures: MS blocks end with the sum (no neuron), BasicBlocks with a GLIF."""
     from glif_jax.models.blocks import BasicBlock, MembraneShortcutBlock
     from glif_jax.models.layer_settings import LayerSettings
     x = jax.random.normal(jax.random.key(3), (2, 2, 6, 6, 4))
@@ -222,7 +222,7 @@ def test_from_config_builds_the_configured_model():
 
 
 def test_explicit_neuron_initial_values_reach_every_glif_layer():
-    """SPEC §1 initialisation given as explicit values; the model stays hashable (jit-static)."""
+    """The GLIF paper's neuron equations initialisation given as explicit values; the model stays hashable (jit-static)."""
     values = {"tau": 0.3, "lam": 0.05, "v_th": 0.4, "v_re": 0.45, "cond": 0.6}
     model = get_model("tiny_convnet", num_classes=10, time_steps=3, init=ml_collections.ConfigDict(values).to_dict())
     hash(model)

@@ -1,4 +1,4 @@
-"""Trainable-parameter counts of every architecture of SPEC §3 against the authors' PyTorch
+"""Trainable-parameter counts of every architecture of the paper against the authors' PyTorch
 models (channel-wise GLIF, BN running statistics not counted). Counted from shapes only
 (``jax.eval_shape``), so the full-size ImageNet models cost no compilation."""
 
@@ -56,7 +56,7 @@ def count_parameters(name, options, num_classes, time_steps, **model_args) -> tu
 
 @pytest.mark.parametrize("name,options,num_classes,time_steps,total,neuron,layers", AUTHORS_COUNTS)
 def test_parameter_counts_match_the_authors_models(name, options, num_classes, time_steps, total, neuron, layers):
-    """SPEC §3: same total and same GLIF share (7·C + T·C per channel-wise GLIF layer)."""
+    """The paper's architectures: same total and same GLIF share (7·C + T·C per channel-wise GLIF layer)."""
     assert count_parameters(name, options, num_classes, time_steps) == (total, neuron, layers)
 
 
@@ -64,13 +64,13 @@ def test_parameter_counts_match_the_authors_models(name, options, num_classes, t
                          [AUTHORS_COUNTS[0], AUTHORS_COUNTS[7], AUTHORS_COUNTS[9]])
 def test_layer_wise_glif_has_seven_plus_t_parameters_per_layer(name, options, num_classes, time_steps, total,
                                                                neuron, layers):
-    """SPEC §1: layer-wise, every gate/primitive is a scalar and cond has shape [T]."""
+    """The GLIF paper's neuron equations: layer-wise, every gate/primitive is a scalar and cond has shape [T]."""
     counted = count_parameters(name, options, num_classes, time_steps, channel_wise=False)
     assert counted == (total - neuron + layers * (7 + time_steps), layers * (7 + time_steps), layers)
 
 
 def test_neuron_kind_sets_the_neuron_parameters():
-    """SPEC §1: plain LIF needs tau, v_th; GLIF_f the five primitives (cond [T, C]); GLIF all eight."""
+    """The GLIF paper's neuron equations: plain LIF needs tau, v_th; GLIF_f the five primitives (cond [T, C]); GLIF all eight."""
     name, options, num_classes, time_steps, total, neuron, layers = AUTHORS_COUNTS[0]
     channels = neuron // (7 + time_steps)
     for kind, per_channel in (("lif", 2), ("glif_f", 4 + time_steps), ("glif", 7 + time_steps)):
@@ -85,7 +85,7 @@ def test_tiny_convnet_is_small():
     assert count_parameters("tiny_convnet", {}, 10, 4) == (conv_and_bn + glif + 32 * 10, glif, 2)
 
 
-# Narrow variants (width_multiplier): counts from the SPEC §3 architecture, written out here.
+# Narrow variants (width_multiplier): counts from the paper's architecture, written out here.
 def glif_count(channels: int, time_steps: int) -> int:
     """Channel-wise GLIF: alpha, beta, gamma, tau, lam, v_th, v_re per channel and cond [T, C]."""
     return (7 + time_steps) * channels
@@ -96,7 +96,7 @@ def conv_bn_glif_count(cin: int, cout: int, time_steps: int, kernel: int = 3) ->
 
 
 def cifar_resnet_count(stem: int, widths, depths, strides, hidden: int, classes: int, time_steps: int) -> int:
-    """SPEC §3 CIFAR ResNet: stem conv3x3 → tdBN → GLIF; BasicBlocks: conv3x3(s) → tdBN → GLIF →
+    """The paper's architectures CIFAR ResNet: stem conv3x3 → tdBN → GLIF; BasicBlocks: conv3x3(s) → tdBN → GLIF →
     conv3x3 → tdBN, shortcut tdBN or conv1x1(s) → tdBN, GLIF after the sum; head c→hidden→classes."""
     total = conv_bn_glif_count(3, stem, time_steps)
     cin = stem
@@ -112,7 +112,7 @@ def cifar_resnet_count(stem: int, widths, depths, strides, hidden: int, classes:
 
 
 def cifarnet_count(widths, hidden, classes: int, time_steps: int) -> int:
-    """SPEC §3 CIFARNet: five conv3x3 → tdBN → GLIF units (two 2×2 poolings: 8×8 left), then
+    """The paper's architectures CIFARNet: five conv3x3 → tdBN → GLIF units (two 2×2 poolings: 8×8 left), then
     Linear(c·8·8 → hidden[0]) → Linear(hidden[0] → hidden[1]) → Linear(hidden[1] → classes)."""
     total, cin = 0, 3
     for width in widths:

@@ -1,5 +1,5 @@
-"""Models with real weights: initialisation (SPEC §3), the tdBN k·V scale inside a network
-(SPEC §2), and jitted SGD steps that lower the loss (SPEC §4's optimiser, plain here)."""
+"""Models with real weights: initialisation (the paper's architectures), the tdBN k·V scale inside a network
+(the paper's tdBN and time-merging conventions), and jitted SGD steps that lower the loss (the paper's optimiser, plain here)."""
 
 import math
 
@@ -33,7 +33,7 @@ def resnet18():
 
 
 def test_weight_initialisation(resnet18):
-    """SPEC §3: convs Kaiming-normal (fan_out, ReLU gain, untruncated), BN weight 1 / bias 0,
+    """The paper's architectures: convs Kaiming-normal (fan_out, ReLU gain, untruncated), BN weight 1 / bias 0,
     linear weights Normal(0, 0.01)."""
     _, _, variables = resnet18
     params = variables["params"]
@@ -53,7 +53,7 @@ def test_weight_initialisation(resnet18):
 
 
 def test_batch_norm_outputs_have_std_k_times_v_inside_the_network(resnet18):
-    """SPEC §2/§3 numerically: in train mode (w = 1, b = 0) each tdBN output has per-channel
+    """The paper's tdBN and time-merging conventions and architectures numerically: in train mode (w = 1, b = 0) each tdBN output has per-channel
     std k·V — 0.5/√2 on the two summed branches of every residual block, 0.5 elsewhere."""
     model, x, variables = resnet18
     scales = {}
@@ -109,7 +109,7 @@ def sgd_losses(model, variables, x, learning_rate, steps=3):
 
 
 def assert_neuron_parameters_learn(grads):
-    """Surrogate gradients reach every gate and primitive kind (SPEC §1)."""
+    """Surrogate gradients reach every gate and primitive kind (the GLIF paper's neuron equations)."""
     flat = jax.tree_util.tree_flatten_with_path(grads)[0]
     assert all(np.all(np.isfinite(leaf)) for _, leaf in flat)
     for name in GATE_NAMES + PRIMITIVE_NAMES:

@@ -1,4 +1,4 @@
-"""glif_jax.neuron against an independent NumPy reference of SPEC §1 (tests/neuron_reference.py)."""
+"""glif_jax.neuron against an independent NumPy reference of the GLIF paper's neuron equations (tests/neuron_reference.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from glif_jax.neuron import NeuronConfig, NeuronState, glif, glif_scan, glif_ste
 from tests import neuron_reference as ref
 
 BATCH, CHANNELS = 3, 4
-# (kind, gates, static_gates): every gate mode of SPEC §1 plus GLIF_f and LIF.
+# (kind, gates, static_gates): every gate mode of the GLIF paper's neuron equations plus GLIF_f and LIF.
 VARIANTS = [
     ("glif", "soft", False),
     ("glif", "hard", False),
@@ -64,7 +64,7 @@ IMPLEMENTATIONS = ("fused", "autodiff") + (("kernel",) if cpu_kernel.available()
 
 @pytest.mark.parametrize("variant,time_steps,channel_wise", CASES)
 def test_forward_matches_reference_float64(variant, time_steps, channel_wise):
-    """SPEC §1: spikes bit-for-bit and membranes to 1e-12, in every regime, every implementation."""
+    """The GLIF paper's neuron equations: spikes bit-for-bit and membranes to 1e-12, in every regime, every implementation."""
     kind, gates, static_gates = variant
     logits = make_logits(kind, time_steps, channel_wise, seed=time_steps)
     fired = {}
@@ -114,7 +114,7 @@ GRAD_CASES = [
 
 @pytest.mark.parametrize("variant,surrogate,channel_wise", GRAD_CASES)
 def test_gradients_match_hand_written_bptt(variant, surrogate, channel_wise):
-    """SPEC §1 surrogate gradients: jax.grad through the scan = hand-written BPTT of the reference.
+    """The GLIF paper's neuron equations surrogate gradients: jax.grad through the scan = hand-written BPTT of the reference.
 
     Covers every parameter, the inputs and the initial state; the loss weights spikes and
     membranes so that both the spike path and the reset paths through o_prev carry gradient.
@@ -154,7 +154,7 @@ def test_gradients_match_hand_written_bptt(variant, surrogate, channel_wise):
 
 
 def test_static_primitives_get_no_gradient_but_gates_do():
-    """SPEC §1 ablation switch: static primitives stop the gradient at the primitives only."""
+    """The GLIF paper's ablation switch: static primitives stop the gradient at the primitives only."""
     logits = make_logits("glif", 4, True, seed=3)
     x = jnp.asarray(make_inputs("near_threshold", 4, 3), jnp.float32)
     grads = jax.grad(lambda p: jnp.sum(glif(p, x, static_primitives=True)))(as_jax(logits, jnp.float32))

@@ -1,4 +1,4 @@
-"""Tests of glif_jax.optim: groups, cosine schedules, PyTorch-style SGD (SPEC §4)."""
+"""Tests of glif_jax.optim: groups, cosine schedules, PyTorch-style SGD (the paper's training recipe)."""
 
 import math
 
@@ -12,7 +12,7 @@ from flax.core import freeze
 
 from glif_jax import optim
 
-# Leaf names of GLIF parameters, from CONTRACTS.md / SPEC §1 (written here independently).
+# Leaf names of GLIF parameters, from CONTRACTS.md / the GLIF paper's neuron equations (written here independently).
 GATE_LEAVES = ("alpha", "beta", "gamma")
 PRIMITIVE_LEAVES = ("tau", "lam", "v_th", "v_re", "cond")
 
@@ -53,7 +53,7 @@ def expected_group(name: str) -> str:
 
 
 def cosine_closed_form(peak: float, epoch: float, t_max: float) -> float:
-    """PyTorch CosineAnnealingLR closed form, eta_min = 0 (SPEC §4)."""
+    """PyTorch CosineAnnealingLR closed form, eta_min = 0 (the paper's training recipe)."""
     return peak * (1.0 + math.cos(math.pi * epoch / t_max)) / 2.0
 
 
@@ -61,7 +61,7 @@ def cosine_closed_form(peak: float, epoch: float, t_max: float) -> float:
 
 
 def test_param_labels_match_whole_leaf_names():
-    """SPEC §4 groups: gates/primitives by exact GLIF leaf name; look-alikes are weights."""
+    """The paper's parameter groups: gates/primitives by exact GLIF leaf name; look-alikes are weights."""
     params = toy_params()
     labels = optim.param_labels(params)
     for module, leaves in params.items():
@@ -110,7 +110,7 @@ def test_group_of_every_glif_name():
 
 @pytest.mark.parametrize("per", ["epoch", "step"])
 def test_schedule_equals_pytorch_closed_form(per):
-    """SPEC §4: lr = base (1 + cos(pi epoch / T_max)) / 2, epoch = step // spe or step / spe."""
+    """The paper's training recipe: lr = base (1 + cos(pi epoch / T_max)) / 2, epoch = step // spe or step / spe."""
     steps_per_epoch, t_max, peak = 10, 200, 0.1
     schedule = optim.cosine_annealing(
         peak, period_epochs=t_max, steps_per_epoch=steps_per_epoch, per=per
@@ -126,7 +126,7 @@ def test_schedule_equals_pytorch_closed_form(per):
 
 
 def test_dvs_schedule_follows_torch_past_t_max():
-    """SPEC §4, CIFAR10-DVS: T_max = 64 over 200 epochs; torch's rate rises again past T_max.
+    """The paper's training recipe, CIFAR10-DVS: T_max = 64 over 200 epochs; torch's rate rises again past T_max.
 
     Reference: torch's recursive (chainable) CosineAnnealingLR update from its documentation,
     stepped once per epoch, eta_min = 0.
@@ -148,7 +148,7 @@ def test_dvs_schedule_follows_torch_past_t_max():
 
 
 def test_learning_rates_per_group_and_default_period():
-    """Each group has its own peak; period None means num_epochs (SPEC §4)."""
+    """Each group has its own peak; period None means num_epochs (the paper's training recipe)."""
     config = optim_config(base_lr=0.2, gate_lr_scale=0.1, primitive_lr_scale=0.5)
     rates = optim.learning_rates(config, num_epochs=8, steps_per_epoch=5)
     assert set(rates) == {"weights", "primitives", "gates"}
@@ -189,7 +189,7 @@ def test_bad_sizes_and_sgd_settings_are_rejected():
 
 
 def test_each_group_gets_its_own_learning_rate_and_decay():
-    """SPEC §4: weights decayed, primitives and gates not; gates at gate_lr_scale * lr."""
+    """The paper's training recipe: weights decayed, primitives and gates not; gates at gate_lr_scale * lr."""
     config = optim_config(base_lr=0.2, weight_decay=0.25, gate_lr_scale=0.1, primitive_lr_scale=0.5)
     params = toy_params()
     labels = optim.param_labels(params)
@@ -235,7 +235,7 @@ def numpy_torch_sgd(params, grad_fn, learning_rates, *, momentum, weight_decay, 
 @pytest.mark.parametrize("per", ["epoch", "step"])
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_matches_numpy_torch_sgd_with_changing_lr(per, nesterov):
-    """SPEC §4: PyTorch SGD semantics per group over several steps while the lr changes."""
+    """The paper's training recipe: PyTorch SGD semantics per group over several steps while the lr changes."""
     steps_per_epoch, num_epochs = 2, 4
     config = optim_config(
         base_lr=0.3, weight_decay=0.05, gate_lr_scale=0.1, primitive_lr_scale=0.5,

@@ -1,4 +1,4 @@
-"""glif-jax against spikingjelly's GatedLIFNode (SPEC §1), an independent implementation.
+"""glif-jax against spikingjelly's GatedLIFNode (the GLIF paper's neuron equations), an independent implementation.
 
 Runs only where the ``bench`` extra (torch CPU, spikingjelly) is installed; the main suite
 does not need torch.
@@ -21,7 +21,7 @@ TIME_STEPS, BATCH, HEIGHT, WIDTH, CHANNELS = 4, 2, 3, 3, 5
 
 
 def small_problem(seed=0):
-    """Per-channel logits around SPEC §1's CIFAR initialisation (float32 values, float64 arrays)."""
+    """Per-channel logits around the paper's CIFAR initialisation (float32 values, float64 arrays)."""
     rng = np.random.default_rng(seed)
     centre = {"alpha": 0.0, "beta": 0.0, "gamma": 0.0, "tau": -1.1, "lam": -2.7, "v_th": 0.0, "v_re": 0.0}
     logits = {name: value + rng.normal(0, 0.5, CHANNELS) for name, value in centre.items()}
@@ -34,7 +34,7 @@ def small_problem(seed=0):
 
 
 def test_spikes_and_gradients_equal_spikingjelly_gated_lif_node():
-    """SPEC §1 (GLIF, soft gates, channel-wise, rectangular surrogate of width 1): same spikes,
+    """The GLIF paper's neuron equations (GLIF, soft gates, channel-wise, rectangular surrogate of width 1): same spikes,
     same gradients for the inputs and all eight parameters, in float64."""
     inputs, grad_spikes, logits = small_problem()
     want = torch_glif.spikingjelly_reference(inputs, grad_spikes, logits)

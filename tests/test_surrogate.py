@@ -1,4 +1,4 @@
-"""glif_jax.surrogate: exact Heaviside forward, SPEC §1 surrogate shapes backward."""
+"""glif_jax.surrogate: exact Heaviside forward, the GLIF paper's neuron equations surrogate shapes backward."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ POINTS = np.array([-2.0, -0.75, -0.5, -0.49, -0.1, 0.0, 0.1, 0.25, 0.49, 0.5, 0.
 
 
 def test_forward_is_exact_heaviside_with_h0_zero():
-    """SPEC §1: fire only when u > v_th, so H(0) = 0."""
+    """The GLIF paper's neuron equations: fire only when u > v_th, so H(0) = 0."""
     for name in surrogate.names():
         out = surrogate.heaviside(jnp.asarray(POINTS), name)
         np.testing.assert_array_equal(np.asarray(out), (POINTS > 0).astype(np.float32))
@@ -23,7 +23,7 @@ def test_forward_is_exact_heaviside_with_h0_zero():
 @pytest.mark.parametrize("name", ["rectangular", "sigmoid", "arctan", "triangle"])
 @pytest.mark.parametrize("width", [None, 0.5, 3.0])
 def test_gradient_is_the_surrogate_shape(name, width):
-    """SPEC §1: rectangular (width 1), sigmoid (k=4), arctan (k=2), triangle, each with its width."""
+    """The GLIF paper's neuron equations: rectangular (width 1), sigmoid (k=4), arctan (k=2), triangle, each with its width."""
     formula, default = SURROGATES[name]
     w = default if width is None else width
     fn = surrogate.get(name, width)

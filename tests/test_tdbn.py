@@ -1,4 +1,4 @@
-"""tdBN against a NumPy reference written from SPEC §2.
+"""tdBN against a NumPy reference written from the paper's tdBN and time-merging conventions.
 
     y = k · V · (x − mean) / sqrt(var + eps) · w + b,   V = 0.5, eps = 1e-5,
     statistics per channel over time × batch × space; running statistics with factor 0.1,
@@ -46,7 +46,7 @@ def init_with(module, x, seed=1):
 
 @pytest.mark.parametrize("k", [1.0, RESIDUAL_BRANCH_SCALE])
 def test_train_mode_normalises_with_batch_statistics_over_time_batch_space(k):
-    """SPEC §2: per-channel statistics over T, B, H, W together, scaled by k·V·w, shifted by b."""
+    """The paper's tdBN and time-merging conventions: per-channel statistics over T, B, H, W together, scaled by k·V·w, shifted by b."""
     x = random_input()
     module = TdBatchNorm(k=k)
     variables = init_with(module, x)
@@ -58,7 +58,7 @@ def test_train_mode_normalises_with_batch_statistics_over_time_batch_space(k):
 
 
 def test_statistics_are_not_per_time_step():
-    """SPEC §2: one mean per channel over time too — time steps with different offsets are not
+    """The paper's tdBN and time-merging conventions: one mean per channel over time too — time steps with different offsets are not
     each centred (a per-step BN would make every step's mean zero)."""
     x = random_input()
     x[0] += 20.0
@@ -70,7 +70,7 @@ def test_statistics_are_not_per_time_step():
 
 
 def test_running_statistics_follow_pytorch_convention():
-    """SPEC §2: running = 0.9·running + 0.1·batch, from (mean 0, var 1), variance unbiased."""
+    """The paper's tdBN and time-merging conventions: running = 0.9·running + 0.1·batch, from (mean 0, var 1), variance unbiased."""
     module = TdBatchNorm()
     batches = [random_input(seed) for seed in range(3)]
     variables = module.init(jax.random.key(0), batches[0], use_running_average=False)
@@ -86,7 +86,7 @@ def test_running_statistics_follow_pytorch_convention():
 
 
 def test_init_leaves_running_statistics_at_zero_mean_unit_variance():
-    """SPEC §2 (PyTorch convention): creating the model does not count as a training batch."""
+    """The paper's tdBN and time-merging conventions (PyTorch convention): creating the model does not count as a training batch."""
     variables = TdBatchNorm().init(jax.random.key(0), random_input() + 3.0, use_running_average=False)
     np.testing.assert_array_equal(variables["batch_stats"]["mean"], np.zeros(SHAPE[-1]))
     np.testing.assert_array_equal(variables["batch_stats"]["var"], np.ones(SHAPE[-1]))
@@ -95,7 +95,7 @@ def test_init_leaves_running_statistics_at_zero_mean_unit_variance():
 
 
 def test_eval_mode_uses_running_statistics_and_does_not_update_them():
-    """SPEC §2: eval mode normalises with the running mean and variance."""
+    """The paper's tdBN and time-merging conventions: eval mode normalises with the running mean and variance."""
     x = random_input()
     module = TdBatchNorm(k=RESIDUAL_BRANCH_SCALE)
     variables = init_with(module, x)
@@ -111,7 +111,7 @@ def test_eval_mode_uses_running_statistics_and_does_not_update_them():
 
 
 def test_train_output_std_is_k_times_v():
-    """SPEC §2: with w = 1, b = 0 the train-mode output has std k·V per channel."""
+    """The paper's tdBN and time-merging conventions: with w = 1, b = 0 the train-mode output has std k·V per channel."""
     x = random_input()
     for k in (1.0, RESIDUAL_BRANCH_SCALE):
         module = TdBatchNorm(k=k)
@@ -122,7 +122,7 @@ def test_train_output_std_is_k_times_v():
 
 
 def test_plain_batch_norm_has_unit_scale():
-    """SPEC §3 (7B-wideNet's plain BatchNorm): k·V = 1, so the train output has unit std."""
+    """The paper's architectures (7B-wideNet's plain BatchNorm): k·V = 1, so the train output has unit std."""
     x = random_input()
     module = plain_batch_norm()
     variables = module.init(jax.random.key(0), x, use_running_average=False)
@@ -131,7 +131,7 @@ def test_plain_batch_norm_has_unit_scale():
 
 
 def test_axis_name_averages_statistics_across_devices():
-    """Data parallel (SPEC §2 statistics over the whole batch): with ``axis_name`` every shard
+    """Data parallel (the paper's tdBN and time-merging conventions statistics over the whole batch): with ``axis_name`` every shard
     normalises with the global batch statistics and tracks the global running statistics
     (unbiased with the global count); without it the shards silently disagree."""
     devices = 2
@@ -171,7 +171,7 @@ def test_bfloat16_compute_keeps_float32_statistics_and_parameters():
 
 
 def test_parameter_names_are_not_neuron_names():
-    """The optimiser groups parameters by leaf name (SPEC §4): BN leaves must be weights."""
+    """The optimiser groups parameters by leaf name (the paper's training recipe): BN leaves must be weights."""
     variables = TdBatchNorm().init(jax.random.key(0), random_input(), use_running_average=False)
     assert set(variables["params"]) == {"scale", "bias"}
     assert not set(variables["params"]) & set(PARAM_NAMES)

@@ -1,4 +1,4 @@
-"""Time merged into batch for stateless layers (SPEC §2: they run on [T·B, ...] and are split back)."""
+"""Time merged into batch for stateless layers (the paper's tdBN and time-merging conventions: they run on [T·B, ...] and are split back)."""
 
 import flax.linen as nn
 import jax
@@ -20,7 +20,7 @@ def test_merge_is_time_major_and_split_inverts_it():
 
 
 def test_time_merged_conv_equals_applying_it_at_every_step():
-    """SPEC §2: a stateless layer on [T·B, ...] is the same layer at each step separately."""
+    """The paper's tdBN and time-merging conventions: a stateless layer on [T·B, ...] is the same layer at each step separately."""
     x = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 4))
     conv = nn.Conv(5, (3, 3), strides=(2, 2))
     variables = conv.init(jax.random.key(1), x[0])

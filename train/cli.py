@@ -92,7 +92,7 @@ def eval_main(argv: Sequence[str] | None = None) -> None:
 
 
 def plot_main(argv: Sequence[str] | None = None) -> None:
-    """``glif-plot``: the learned-parameter figures (SPEC §7), from ``glif_jax.analysis.cli``."""
+    """``glif-plot``: the learned-parameter figures (the paper's appendix A.1), from ``glif_jax.analysis.cli``."""
     try:
         from glif_jax.analysis import cli as analysis_cli
     except ImportError as error:

@@ -1,6 +1,6 @@
 """Loss and accuracy on time-averaged logits, and their averaging over batches.
 
-The models return logits already averaged over the T time steps (SPEC §2, direct
+The models return logits already averaged over the T time steps (the paper's tdBN and time-merging conventions, direct
 encoding); the loss is the softmax cross-entropy of that average. Everything here that
 runs inside a step is pure ``jax.numpy`` in float32, whatever the compute dtype.
 

@@ -1,4 +1,4 @@
-"""Analysis of trained GLIF networks (floor 3; SPEC §7): learned gates and primitives per
+"""Analysis of trained GLIF networks (floor 3; the paper's appendix A.1): learned gates and primitives per
 layer, spike statistics, and the figures of ``glif-plot``.
 
     from glif_jax import analysis

@@ -1,4 +1,4 @@
-"""``glif-plot``: the learned-parameter figures of a training run, in one command (SPEC §7).
+"""``glif-plot``: the learned-parameter figures of a training run, in one command (the paper's appendix A.1).
 
     glif-plot <workdir or checkpoint> --out DIR [--checkpoint latest|best] [--step N] [--pdf]
               [--batch-size N] [--data-dir DIR]

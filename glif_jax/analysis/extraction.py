@@ -1,4 +1,4 @@
-"""The learned gates and primitives of every GLIF layer of a model, in network order (SPEC §7).
+"""The learned gates and primitives of every GLIF layer of a model, in network order (the paper's appendix A.1).
 
     order = network_order(model, example_input, train=False)     # GLIF paths as the model calls them
     layers = neuron_layers(variables["params"], order=order)

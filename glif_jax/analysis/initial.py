@@ -1,4 +1,4 @@
-"""Where every gate and primitive starts (SPEC §1, "Initialisation"), known by construction.
+"""Where every gate and primitive starts (the GLIF paper's neuron equations, "Initialisation"), known by construction.
 
 Primitives start at one constant of the preset (``tau`` 0.25, ``v_th`` 0.5, ... for
 "cifar"); gates start at ``sigmoid(U[-r, r))`` per entry (``r = 0.2``: values in

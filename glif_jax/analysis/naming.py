@@ -49,7 +49,7 @@ def readable_names(paths: Sequence[str]) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class ParameterLabel:
-    """How a GLIF parameter is shown: plain symbol, matplotlib mathtext, and its meaning (SPEC §1)."""
+    """How a GLIF parameter is shown: plain symbol, matplotlib mathtext, and its meaning (the GLIF paper's neuron equations)."""
 
     name: str      # the parameter's leaf name ("alpha", "v_th", ...)
     symbol: str    # plain text ("α", "V_th")

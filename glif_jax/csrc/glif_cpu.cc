@@ -1,4 +1,4 @@
-// The GLIF time loop as XLA FFI custom calls for the CPU (SPEC §1), used by glif_jax.cpu_kernel.
+// The GLIF time loop as XLA FFI custom calls for the CPU (the GLIF paper's neuron equations), used by glif_jax.cpu_kernel.
 //
 // The same recurrence as glif_jax/neuron.py, in the coefficient form computed there:
 //

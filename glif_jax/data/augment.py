@@ -1,6 +1,6 @@
 """Host-side (NumPy) train-time augmentation of batches: random crop with zero padding and
 random horizontal flip, as torchvision's RandomCrop(size, padding) and
-RandomHorizontalFlip() do per example (SPEC §5)."""
+RandomHorizontalFlip() do per example (the paper's data setup)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""CIFAR-10 / CIFAR-100 from tensorflow-datasets (SPEC §5).
+"""CIFAR-10 / CIFAR-100 from tensorflow-datasets (the paper's data setup).
 
 The official train / test split ("train" / "eval") is read once per process into memory
 (uint8, 150 MB for the train split; cached, read-only, so that the train stream rebuilt every
 epoch does not read it again) in the original file order, then batched on the host
 (glif_jax.data.batching). Train: random crop 32 with 4-pixel zero padding (a zero pixel,
 i.e. black, as torchvision's RandomCrop(32, padding=4) on the image) and random horizontal
-flip; then, train and eval: scale to [0, 1] and normalise with the SPEC means and stds.
+flip; then, train and eval: scale to [0, 1] and normalise with the usual CIFAR means and stds.
 Batches: "image" float32 [B, 32, 32, 3], "label" int32 [B], "mask" float32 [B].
 """
 

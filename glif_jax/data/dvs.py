@@ -1,4 +1,4 @@
-"""CIFAR10-DVS through tonic, with the converted frames cached on disk (SPEC §5).
+"""CIFAR10-DVS through tonic, with the converted frames cached on disk (the paper's data setup).
 
 Recordings are read where `tonic.datasets.CIFAR10DVS(save_to=data_dir)` extracts them:
 `<data_dir>/CIFAR10DVS/<class name>/*.aedat4` (class names and labels from tonic:

@@ -1,4 +1,4 @@
-"""CIFAR10-DVS recordings -> event-count frames (SPEC §5).
+"""CIFAR10-DVS recordings -> event-count frames (the paper's data setup).
 
 A recording's events are cut into FRAMES slices of equal event count with tonic's
 ToFrame(sensor_size=(128, 128, 2), n_event_bins=16) — every slice holds N // 16 events,

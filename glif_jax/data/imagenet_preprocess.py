@@ -1,4 +1,4 @@
-"""TensorFlow preprocessing of ImageNet JPEGs (SPEC §5), run inside tf.data.
+"""TensorFlow preprocessing of ImageNet JPEGs (the paper's data setup), run inside tf.data.
 
 Train: torchvision's RandomResizedCrop(224, scale=(0.2, 1.0), ratio=(3/4, 4/3)) — up to 10
 tries of (area fraction ~ U(scale), log aspect ratio ~ U(log ratio)), else a centred crop

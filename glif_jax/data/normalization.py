@@ -1,4 +1,4 @@
-"""Per-dataset channel means and standard deviations (SPEC §5) and the normalisation."""
+"""Per-dataset channel means and standard deviations (the paper's data setup) and the normalisation."""
 
 from __future__ import annotations
 

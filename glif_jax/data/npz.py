@@ -3,7 +3,7 @@
 Each file holds `x` uint8 [N, H, W, C] and `y` integer labels [N], optionally `classes`
 (names; their count is num_classes, else max(y) + 1). config.dataset.train_path /
 eval_path name the files of the "train" / "eval" split; config.dataset.normalization names
-the mean/std ("cifar10", "cifar100", "imagenet"). Preprocessing is CIFAR's (SPEC §5):
+the mean/std ("cifar10", "cifar100", "imagenet"). Preprocessing is CIFAR's, as in the paper:
 train-time random crop with 4-pixel zero padding and flip, then scale and normalise.
 A file is read once per process while it is unchanged (cached by path, modification time
 and size; read-only arrays), so the train stream rebuilt every epoch does not read it again.

@@ -1,4 +1,4 @@
-"""Putting time first on the way in, and averaging it out on the way out (SPEC §2).
+"""Putting time first on the way in, and averaging it out on the way out (the paper's tdBN and time-merging conventions).
 
 Direct encoding repeats a static image at every time step; event frames already carry
 time and only need it moved to the front. The readout averages the classifier output

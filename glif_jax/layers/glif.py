@@ -1,4 +1,4 @@
-"""The GLIF layer as a Flax module: owns the neuron's logits, initialises them (SPEC §1)."""
+"""The GLIF layer as a Flax module: owns the neuron's logits, initialises them (the GLIF paper's neuron equations)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from glif_jax.neuron import GATE_NAMES, NeuronConfig, constrained, glif, is_neuron_params
 
-# Primitive values after the sigmoid (SPEC §1, "Initialisation"); "imagenet" cond depends on T.
+# Primitive values after the sigmoid (the GLIF paper's neuron equations, "Initialisation"); "imagenet" cond depends on T.
 PRESETS: dict[str, dict[str, float]] = {
     "cifar": {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625},
     "imagenet": {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625},

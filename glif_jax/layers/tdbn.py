@@ -1,4 +1,4 @@
-"""Threshold-dependent batch normalisation (tdBN), SPEC §2.
+"""Threshold-dependent batch normalisation (tdBN), the paper's tdBN and time-merging conventions.
 
     y = k · V · (x − mean) / sqrt(var + eps) · scale + bias
 
@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 
 TDBN_THRESHOLD = 0.5
-"""V of tdBN (SPEC §2): the constant the normalised activation is scaled to."""
+"""V of tdBN (the paper's tdBN and time-merging conventions): the constant the normalised activation is scaled to."""
 
 RESIDUAL_BRANCH_SCALE = 1.0 / math.sqrt(2.0)
-"""k on the two normalisations whose outputs are summed in a residual block (SPEC §2, §3)."""
+"""k on the two normalisations whose outputs are summed in a residual block (the paper's tdBN and time-merging conventions, §3)."""
 
 
 class TdBatchNorm(nn.Module):

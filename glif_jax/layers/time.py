@@ -1,4 +1,4 @@
-"""Time merged into batch for stateless layers (SPEC §2).
+"""Time merged into batch for stateless layers (the paper's tdBN and time-merging conventions).
 
 Spiking activations are ``[T, B, ...]``. Convolutions, pooling and normalisation hold no
 state across time, so they run once on ``[T·B, ...]`` and the result is split back.

@@ -1,4 +1,4 @@
-"""The building blocks of SPEC §3, each defined once. Activations are ``[T, B, H, W, C]``.
+"""The building blocks of the paper's architectures, each defined once. Activations are ``[T, B, H, W, C]``.
 
 - :class:`ConvNorm`: conv → BN (time merged into batch for the conv).
 - :class:`ConvNormNeuron`: conv → BN → GLIF (a stem, a CIFARNet layer, half a SEW block).

@@ -1,4 +1,4 @@
-"""One generic spiking network, built from a :class:`NetworkSpec` (SPEC §2, §3).
+"""One generic spiking network, built from a :class:`NetworkSpec` (the paper's tdBN and time-merging conventions, §3).
 
     x ─ encode ─> [T, B, H, W, C] ─ stem ─ body ─ reduce ─> [T, B, F] ─ head ─> [T, B, classes]
       ─ mean over time ─> logits [B, classes] (float32)
@@ -23,7 +23,7 @@ from glif_jax.neuron import NeuronConfig
 
 
 class SpikingNetwork(nn.Module):
-    """A network of SPEC §3 made from its description.
+    """A network of the paper's architectures made from its description.
 
     Attributes:
       spec: the architecture.

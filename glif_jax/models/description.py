@@ -1,4 +1,4 @@
-"""The vocabulary of declarative network descriptions (SPEC §3).
+"""The vocabulary of declarative network descriptions (the paper's architectures).
 
 A :class:`NetworkSpec` lists what a paper's architecture table lists: the input, the stem,
 a body made of conv units, residual stages and poolings, how the feature map is reduced,
@@ -101,7 +101,7 @@ class Head:
 
     hidden: widths of the linear layers before the last one.
     hidden_up_to_classes: if set, the hidden layers are used only when the number of
-      classes is at most this (SPEC §3's "Linear(512→256) → Linear(256→classes) when
+      classes is at most this (the paper's "Linear(512→256) → Linear(256→classes) when
       classes ≤ 50, Linear(512→classes) otherwise").
     """
 
@@ -119,7 +119,7 @@ class Head:
 class NetworkSpec:
     """A whole network: input → stem → body → reduction → head → time average.
 
-    norm: ``"tdbn"`` (SPEC §2) or ``"batchnorm"`` (plain, k · V = 1) for every BN.
+    norm: ``"tdbn"`` (the paper's tdBN and time-merging conventions) or ``"batchnorm"`` (plain, k · V = 1) for every BN.
     reduction: ``"global_average"`` over space, or ``"flatten"`` (needs ``input.size``).
     """
 
@@ -158,7 +158,7 @@ def scale_widths(spec: NetworkSpec, multiplier: float) -> NetworkSpec:
 
     Widths are rounded half up and kept >= 1 (:func:`scaled_width`); the input channels,
     kernels, strides, depths and the number of classes are unchanged, and the residual
-    shortcut rule (SPEC §3) applies to the scaled widths. ``multiplier`` 1 returns ``spec``
+    shortcut rule (the paper's architectures) applies to the scaled widths. ``multiplier`` 1 returns ``spec``
     itself, so the paper's networks are untouched. E.g. ResNet-18 at 0.25 has widths
     16, 32, 64, 128 and the head 128→64→classes.
     """

@@ -1,9 +1,9 @@
-"""How every layer of a network is made: neuron, normalisation, weight init, dtype (SPEC §3).
+"""How every layer of a network is made: neuron, normalisation, weight init, dtype (the paper's architectures).
 
 One :class:`LayerSettings` travels through the builder and the blocks, so the choices that
 are the same for every layer of a model (neuron kind, channel-wise or layer-wise, GLIF
 initialisation, tdBN or plain BN, compute dtype, the data-parallel axis of BN statistics)
-are made in one place, and so is the weight initialisation of SPEC §3:
+are made in one place, and so is the weight initialisation of the paper's architectures:
 convs Kaiming-normal (fan_out, ReLU gain, untruncated), BN weight 1 / bias 0,
 linear weights Normal(0, 0.01), biases 0.
 """
@@ -31,7 +31,7 @@ class LayerSettings:
     neuron: the GLIF layers' computation (kind, gate mode, surrogate, ...).
     channel_wise: one value per channel (True, the paper's "CW") or per layer.
     neuron_init: GLIF initial values: "cifar" | "imagenet" | "dvs" or explicit values.
-    norm: "tdbn" (SPEC §2) or "batchnorm" (plain, k · V = 1).
+    norm: "tdbn" (the paper's tdBN and time-merging conventions) or "batchnorm" (plain, k · V = 1).
     dtype: compute dtype of convs, BN outputs and linears (parameters stay float32).
     bn_axis_name: mapped axis over which batch statistics are averaged (data parallel).
     """

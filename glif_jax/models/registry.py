@@ -1,4 +1,4 @@
-"""Models by name: ``get_model("resnet18", num_classes=10, time_steps=4)`` (SPEC §3)."""
+"""Models by name: ``get_model("resnet18", num_classes=10, time_steps=4)`` (the paper's architectures)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's architectures as data (SPEC §3), one function per table row.
+"""The paper's architectures as data (the paper's architectures), one function per table row.
 
 Each function returns a :class:`NetworkSpec`; its keyword arguments are the model's options
 (``config.model.kwargs``), besides ``width_multiplier``, which every model has

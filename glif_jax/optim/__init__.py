@@ -1,4 +1,4 @@
-"""The paper's optimiser: parameter groups, their cosine schedules, PyTorch-style SGD (SPEC §4)."""
+"""The paper's optimiser: parameter groups, their cosine schedules, PyTorch-style SGD (the paper's training recipe)."""
 
 from glif_jax.optim.groups import GATES, GROUPS, PRIMITIVES, WEIGHTS, group_of, param_labels
 from glif_jax.optim.schedules import cosine_annealing, learning_rates

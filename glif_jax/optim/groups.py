@@ -1,4 +1,4 @@
-"""Parameter groups of the paper's recipe (SPEC §4), chosen by leaf name.
+"""Parameter groups of the paper's recipe, chosen by leaf name.
 
 A leaf belongs to a group by the last key of its path, matched as a WHOLE name:
 `alpha|beta|gamma` -> "gates", `tau|lam|v_th|v_re|cond` -> "primitives", anything else

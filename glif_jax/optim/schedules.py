@@ -1,4 +1,4 @@
-"""Per-group cosine-annealing learning rates (SPEC §4), PyTorch `CosineAnnealingLR` closed form.
+"""Per-group cosine-annealing learning rates (the paper's training recipe), PyTorch `CosineAnnealingLR` closed form.
 
 lr(epoch) = peak_lr * (1 + cos(pi * epoch / period_epochs)) / 2   (eta_min = 0)
 

@@ -1,4 +1,4 @@
-"""SGD with PyTorch semantics and the paper's three-group optimiser (SPEC §4).
+"""SGD with PyTorch semantics and the paper's three-group optimiser (the paper's training recipe).
 
 PyTorch `torch.optim.SGD` (dampening 0), per step, per parameter p with gradient g:
     g   <- g + weight_decay * p                 (decay added to the gradient, before momentum)
@@ -43,7 +43,7 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """The paper's optimiser: one `torch_sgd` per group, each with its own cosine schedule.
 
-    weights: weight_decay; primitives and gates: no weight decay (SPEC §4). Groups are chosen
+    weights: weight_decay; primitives and gates: no weight decay (the paper's training recipe). Groups are chosen
     by leaf name (`param_labels`); schedules are those of `learning_rates`.
     """
     schedules = learning_rates(optim_config, num_epochs=num_epochs, steps_per_epoch=steps_per_epoch)

@@ -1,5 +1,5 @@
 """Distributions over channels of the learned gates and primitives, per layer (the paper's
-Fig. 1 and Fig. 2, appendix A.1; SPEC §7), and of the conductance per time step."""
+Fig. 1 and Fig. 2, appendix A.1), and of the conductance per time step."""
 
 from __future__ import annotations
 
