@@ -1,4 +1,4 @@
-"""The registry, output shapes, input checks and structure of the the paper's architectures networks.
+"""The registry, output shapes, input checks and structure of the paper's networks.
 
 Shapes are taken with ``jax.eval_shape`` (the whole forward pass is traced, nothing is
 compiled), so every registered model is checked in train and eval mode within seconds.
