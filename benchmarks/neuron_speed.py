@@ -1,4 +1,4 @@
-"""Speed of one channel-wise GLIF layer: glif-jax against spikingjelly and PyTorch (issue 2).
+"""Speed of one channel-wise GLIF layer: glif-jax against spikingjelly and PyTorch.
 
 Times the forward and the forward+backward (loss = sum(spikes * g); gradients for the inputs
 and all eight parameters) at three shapes, float32, every case interleaved with the others and

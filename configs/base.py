@@ -1,7 +1,7 @@
 """The paper's training recipes as locked `ml_collections.ConfigDict`s.
 
 Every experiment file in `configs/` calls one builder here, so each recipe is written
-once. Schema: /work/notes/CONTRACTS.md ("Config schema"). Units: `base_lr` is the
+once. Units: `base_lr` is the
 learning rate per optimiser step at epoch 0; `batch_size` is the GLOBAL batch (batch per
 device x devices); `num_epochs` and `cosine_period_epochs` are in epochs.
 The returned config is locked: overriding a key that does not exist is an error.

@@ -1,4 +1,4 @@
-"""glif-plot (glif_jax.analysis.cli): figures and tables from a run's work directory (the paper's appendix A.1, issue 5).
+"""glif-plot (glif_jax.analysis.cli): figures and tables from a run's work directory (the paper's appendix A.1).
 
 The run is made here with glif_jax.checkpoint directly (registry model "tiny_convnet" on
 the embedded digits, T = 2, three checkpoints with drifted parameters), independent of the

@@ -1,4 +1,4 @@
-"""glif_jax.analysis spike statistics against NumPy on known spikes (issue 5; the GLIF paper's neuron equations spikes
+"""glif_jax.analysis spike statistics against NumPy on known spikes (the GLIF paper's neuron equations spikes
 are 0/1, time first ``[T, B, ..., C]``).
 
 Definitions checked: rate = mean spike over time, batch, positions and channels; a channel

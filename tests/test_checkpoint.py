@@ -1,4 +1,4 @@
-"""glif_jax.checkpoint: exact save/restore, keep-N, best tracking, clear errors (issue 5)."""
+"""glif_jax.checkpoint: exact save/restore, keep-N, best tracking, clear errors."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ PAPER_RECIPES = {
                 gate_lr_scale=1.0, cosine_period_epochs=64, init="dvs"),
 }
 
-# The config schema of CONTRACTS.md, leaf keys by section.
+# The config schema, leaf keys by section.
 SCHEMA = {
     "": {"seed", "num_epochs", "batch_size", "eval_batch_size", "steps_per_epoch", "eval_steps",
          "dataset", "model", "optim", "half_precision", "parallel", "checkpoint",

@@ -1,5 +1,4 @@
-"""The public entry point glif_jax.data.build: registry, argument checks, defaults
-(CONTRACTS.md, floor 3)."""
+"""The public entry point glif_jax.data.build: registry, argument checks, defaults."""
 
 import itertools
 

@@ -1,4 +1,4 @@
-"""The "npz" dataset: arrays in the layout of /work/shared/data/cifar10_*.npz, with CIFAR
+"""The "npz" dataset: arrays in the layout of CIFAR-10 as .npz files, with CIFAR
 preprocessing (the paper's data setup). Fixture files are written by the tests."""
 
 import itertools

@@ -207,7 +207,7 @@ def test_unknown_model_option_and_arguments_are_clear_errors():
 
 
 def test_from_config_builds_the_configured_model():
-    """The config schema's ``config.model`` (CONTRACTS) selects name, T, neuron, init and options."""
+    """The config schema's ``config.model`` selects name, T, neuron, init and options."""
     config = ml_collections.ConfigDict({
         "name": "wide7b", "time_steps": 3, "channel_wise": False, "init": "dvs",
         "neuron": {"kind": "glif", "gates": "hard", "static_gates": False, "static_primitives": False,

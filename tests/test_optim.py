@@ -12,7 +12,7 @@ from flax.core import freeze
 
 from glif_jax import optim
 
-# Leaf names of GLIF parameters, from CONTRACTS.md / the GLIF paper's neuron equations (written here independently).
+# Leaf names of GLIF parameters, from the GLIF paper's neuron equations (written here independently).
 GATE_LEAVES = ("alpha", "beta", "gamma")
 PRIMITIVE_LEAVES = ("tau", "lam", "v_th", "v_re", "cond")
 

@@ -1,4 +1,4 @@
-"""glif_jax.parallel: a data-parallel step over N devices equals the one-device step (issue 6).
+"""glif_jax.parallel: a data-parallel step over N devices equals the one-device step.
 
 JAX fixes its device count at import, so the multi-device checks run in a subprocess
 (`python -m tests.test_parallel`) with XLA_FLAGS=--xla_force_host_platform_device_count=4;

@@ -1,4 +1,4 @@
-"""train.cli and train.validation: --help, rejected keys and values, entry points (issue 7).
+"""train.cli and train.validation: --help, rejected keys and values, entry points.
 
 The commands run in-process (`train.cli._run` is what `glif-train` / `glif-eval` call) so
 no test pays for a new interpreter, except one check that `python -m train` works.

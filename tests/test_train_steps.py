@@ -1,4 +1,4 @@
-"""train.steps / train.metrics / train.evaluate: the pure steps and exact metrics (the paper's tdBN and time-merging conventions, issue 4).
+"""train.steps / train.metrics / train.evaluate: the pure steps and exact metrics (the paper's tdBN and time-merging conventions).
 
 References are NumPy, written from the definitions: softmax cross-entropy of the
 time-averaged logits, top-k membership, masked averages over a whole split.

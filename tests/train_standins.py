@@ -102,7 +102,7 @@ def make_experiment(
 
 
 def small_config(**overrides) -> ml_collections.ConfigDict:
-    """A locked config of the shared schema (CONTRACTS.md) sized for the stand-ins."""
+    """A locked config of the shared schema sized for the stand-ins."""
     config = ml_collections.ConfigDict(dict(
         seed=0, num_epochs=2, batch_size=8, eval_batch_size=8, steps_per_epoch=4, eval_steps=None,
         dataset=dict(name="digits", data_dir=None, train_path=None, eval_path=None, normalization=None,

@@ -1,7 +1,7 @@
 """Early, clear rejection of a bad training config (before any data or compile work).
 
-``validate_config`` checks the keys the training system reads (schema: CONTRACTS.md,
-"Config schema") and raises ``ConfigError`` naming the key, the value and what was
+``validate_config`` checks the keys the training system reads (the config schema
+of configs/base.py) and raises ``ConfigError`` naming the key, the value and what was
 expected. Unknown keys are already rejected by the locked ``ConfigDict`` itself.
 """
 

@@ -1,4 +1,4 @@
-"""Images from .npz files ("npz" dataset), e.g. the CIFAR-10 subset in /work/shared/data.
+"""Images from .npz files ("npz" dataset), e.g. CIFAR-10 as uint8 arrays.
 
 Each file holds `x` uint8 [N, H, W, C] and `y` integer labels [N], optionally `classes`
 (names; their count is num_classes, else max(y) + 1). config.dataset.train_path /
