@@ -8,7 +8,10 @@ on bool) structs) in tonic's folder layout <save_to>/CIFAR10DVS/<class>/*.aedat4
 """
 
 import itertools
+import json
+import logging
 import math
+import os
 import shutil
 
 import flatbuffers
@@ -17,6 +20,7 @@ import pytest
 
 from glif_jax import data
 from glif_jax.data import dvs
+from glif_jax.data.dvs_frames import PAPER_FRAMING, Framing
 from glif_jax.data.tf_host import import_tensorflow
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -76,6 +80,12 @@ def reference_frames(events):
     return tf.image.resize(counts, [48, 48], method="bilinear", antialias=False).numpy()
 
 
+def random_events(rng, count):
+    """int [count, 4] events (t µs sorted, x, y, polarity) on the 128 x 128 sensor."""
+    return np.stack([np.sort(rng.integers(0, 10**6, count)), rng.integers(0, 128, count),
+                     rng.integers(0, 128, count), rng.integers(0, 2, count)], 1)
+
+
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory):
     """save_to folder with 10 recordings per class (12 for "truck"); returns
@@ -89,8 +99,7 @@ def recordings(tmp_path_factory):
         items = []
         for k in range(12 if name == "truck" else 10):
             count = int(rng.integers(40, 90))
-            events = np.stack([np.sort(rng.integers(0, 10**6, count)), rng.integers(0, 128, count),
-                               rng.integers(0, 128, count), rng.integers(0, 2, count)], 1)
+            events = random_events(rng, count)
             file_name = f"cifar10_{name}_{k}.aedat4"
             write_recording(folder / file_name, events)
             items.append((file_name, events))
@@ -148,17 +157,22 @@ def test_train_split_holds_the_first_90_percent_of_each_class(recordings, shared
         np.testing.assert_allclose(frames[index], reference_frames(expected[index][2]), atol=1e-5)
 
 
-def test_converted_frames_are_cached_and_events_never_reread(recordings, tmp_path):
-    """After the first conversion the recordings can vanish: later builds use the cache."""
+def test_converted_frames_are_cached_and_events_never_reread(recordings, tmp_path, monkeypatch, caplog):
+    """After the first conversion the whole recordings folder can vanish: later builds use
+    the cache unchecked, with a warning."""
     data_dir, _ = recordings
     copy = tmp_path / "tonic"
     shutil.copytree(data_dir, copy)
     cache = tmp_path / "cache"
     first, first_labels, _ = one_pass(copy, cache, "eval")
-    assert sorted(path.name for path in cache.iterdir()) == [
-        "cifar10_dvs_v1_T16_48px_eval_frames.npy", "cifar10_dvs_v1_T16_48px_eval_labels.npy"]
+    paths = dvs.cache_paths(cache, "eval")
+    assert sorted(path.name for path in cache.iterdir()) == sorted(
+        path.name for path in (paths.frames, paths.labels, paths.manifest))
     shutil.rmtree(copy / "CIFAR10DVS")
-    again, again_labels, _ = one_pass(copy, cache, "eval")
+    monkeypatch.setattr(dvs, "convert", lambda *args, **kwargs: pytest.fail("converted again"))
+    with caplog.at_level(logging.WARNING, logger="glif_jax.data.dvs"):
+        again, again_labels, _ = one_pass(copy, cache, "eval")
+    assert any("without checking it against them" in record.getMessage() for record in caplog.records)
     np.testing.assert_array_equal(again, first)
     np.testing.assert_array_equal(again_labels, first_labels)
 
@@ -232,3 +246,122 @@ def test_missing_recordings_say_where_and_how(tmp_path):
     with pytest.raises(data.DatasetNotFoundError, match="automobile"):
         data.build({"name": "cifar10_dvs", "data_dir": str(tmp_path)}, split="train", batch_size=2, seed=0,
                    train=True)
+
+
+@pytest.fixture
+def small_dataset(tmp_path):
+    """save_to folder: 10 "airplane" recordings (eval = cifar10_airplane_9), one of each
+    other class (all train): 18 train and 1 eval recording."""
+    data_dir = tmp_path / "tonic"
+    rng = np.random.default_rng(1)
+    for name in CLASSES:
+        folder = data_dir / "CIFAR10DVS" / name
+        folder.mkdir(parents=True)
+        for k in range(10 if name == "airplane" else 1):
+            write_recording(folder / f"cifar10_{name}_{k}.aedat4", random_events(rng, 32))
+    return data_dir
+
+
+@pytest.fixture
+def conversions(monkeypatch):
+    """The splits converted from now on, in order (the real conversion still runs)."""
+    converted = []
+    original_convert = dvs.convert
+
+    def counting_convert(recordings, paths, contents, framing=PAPER_FRAMING):
+        converted.append(contents["split"])
+        return original_convert(recordings, paths, contents, framing)
+
+    monkeypatch.setattr(dvs, "convert", counting_convert)
+    return converted
+
+
+def test_unchanged_recordings_reuse_the_cache(small_dataset, tmp_path, conversions):
+    cache = tmp_path / "cache"
+    first, first_labels = dvs.load_split(small_dataset, cache, "train")
+    first = np.array(first)
+    for _ in range(2):
+        frames, labels = dvs.load_split(small_dataset, cache, "train")
+    assert conversions == ["train"]
+    np.testing.assert_array_equal(frames, first)
+    np.testing.assert_array_equal(labels, first_labels)
+
+
+def test_a_changed_recording_rebuilds_the_cache(small_dataset, tmp_path, conversions):
+    """New events in the eval recording (another size): the cached frames are replaced by
+    those of the new recording, as a fresh cache has them."""
+    cache = tmp_path / "cache"
+    old, _ = dvs.load_split(small_dataset, cache, "eval")
+    old = np.array(old)
+    recording = small_dataset / "CIFAR10DVS" / "airplane" / "cifar10_airplane_9.aedat4"
+    size = recording.stat().st_size
+    write_recording(recording, random_events(np.random.default_rng(7), 48))
+    assert recording.stat().st_size != size
+    new, labels = dvs.load_split(small_dataset, cache, "eval")
+    assert conversions == ["eval", "eval"]
+    assert not np.array_equal(new, old)
+    fresh, _ = dvs.load_split(small_dataset, tmp_path / "fresh_cache", "eval")
+    np.testing.assert_array_equal(new, fresh)
+    np.testing.assert_array_equal(labels, [0])
+
+
+def test_a_touched_recording_rebuilds_the_cache(small_dataset, tmp_path, conversions):
+    """Same size, another modification time: converted again."""
+    cache = tmp_path / "cache"
+    dvs.load_split(small_dataset, cache, "eval")
+    recording = small_dataset / "CIFAR10DVS" / "airplane" / "cifar10_airplane_9.aedat4"
+    status = recording.stat()
+    os.utime(recording, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))
+    dvs.load_split(small_dataset, cache, "eval")
+    assert conversions == ["eval", "eval"]
+
+
+def test_an_added_recording_is_included(small_dataset, tmp_path, conversions):
+    """A second "bird" recording (train: ceil(0.9 * 2) = 2) joins the cached train split."""
+    cache = tmp_path / "cache"
+    before, before_labels = dvs.load_split(small_dataset, cache, "train")
+    assert len(before) == 18 and list(before_labels).count(2) == 1
+    write_recording(small_dataset / "CIFAR10DVS" / "bird" / "cifar10_bird_1.aedat4",
+                    random_events(np.random.default_rng(8), 40))
+    after, after_labels = dvs.load_split(small_dataset, cache, "train")
+    assert conversions == ["train", "train"]
+    assert len(after) == 19 and list(after_labels).count(2) == 2
+    fresh, fresh_labels = dvs.load_split(small_dataset, tmp_path / "fresh_cache", "train")
+    np.testing.assert_array_equal(after, fresh)
+    np.testing.assert_array_equal(after_labels, fresh_labels)
+
+
+def test_another_framing_is_converted_into_its_own_cache(small_dataset, tmp_path, conversions):
+    """8 frames instead of 16: converted anew into other files; the 16-frame cache stays
+    valid and is used again without converting."""
+    cache = tmp_path / "cache"
+    sixteen, _ = dvs.load_split(small_dataset, cache, "eval")
+    eight, _ = dvs.load_split(small_dataset, cache, "eval", Framing(frames=8))
+    assert conversions == ["eval", "eval"]
+    assert sixteen.shape == (1, 16, 48, 48, 2) and eight.shape == (1, 8, 48, 48, 2)
+    assert dvs.cache_paths(cache, "eval", Framing(frames=8)).frames != dvs.cache_paths(cache, "eval").frames
+    again, _ = dvs.load_split(small_dataset, cache, "eval")
+    assert conversions == ["eval", "eval"]
+    np.testing.assert_array_equal(again, sixteen)
+    smaller, _ = dvs.load_split(small_dataset, cache, "eval", Framing(frame_size=32))
+    assert conversions == ["eval", "eval", "eval"] and smaller.shape == (1, 16, 32, 32, 2)
+
+
+def test_a_cache_without_its_manifest_is_rebuilt(small_dataset, tmp_path, conversions):
+    """Frames whose manifest is missing or names other recordings (an interrupted or an old
+    conversion) are never used."""
+    cache = tmp_path / "cache"
+    frames, _ = dvs.load_split(small_dataset, cache, "eval")
+    expected = np.array(frames)
+    paths = dvs.cache_paths(cache, "eval")
+    np.save(paths.frames, np.zeros_like(expected))  # stale frames in place
+    paths.manifest.unlink()
+    frames, _ = dvs.load_split(small_dataset, cache, "eval")
+    assert conversions == ["eval", "eval"]
+    np.testing.assert_array_equal(frames, expected)
+    manifest = dvs.read_manifest(paths.manifest)
+    np.save(paths.frames, np.zeros_like(expected))
+    paths.manifest.write_text(json.dumps({**manifest, "fingerprint": "0" * 64}))
+    frames, _ = dvs.load_split(small_dataset, cache, "eval")
+    assert conversions == ["eval", "eval", "eval"]
+    np.testing.assert_array_equal(frames, expected)

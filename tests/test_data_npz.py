@@ -2,6 +2,7 @@
 preprocessing (the paper's data setup). Fixture files are written by the tests."""
 
 import itertools
+import logging
 
 import numpy as np
 import pytest
@@ -101,3 +102,99 @@ def test_file_is_read_once_while_unchanged_and_shared_read_only(tmp_path, monkey
     assert len(reads) == 2
     np.testing.assert_array_equal(images, rewritten["x"])
     np.testing.assert_array_equal(labels, rewritten["y"])
+
+
+def write_labels(path, labels, *, class_count=None):
+    """A tiny .npz with the given labels `y` (2 x 2 images) and `class_count` class names."""
+    labels = np.asarray(labels)
+    arrays = dict(x=np.zeros((len(labels), 2, 2, 3), np.uint8), y=labels)
+    if class_count is not None:
+        arrays["classes"] = np.array([f"class{i}" for i in range(class_count)])
+    np.savez(path, **arrays)
+
+
+def build_split(tmp_path, split):
+    return data.build(config(tmp_path), split=split, batch_size=2, seed=0, train=split == "train")
+
+
+@pytest.mark.parametrize("with_classes", [True, False])
+def test_negative_labels_are_rejected_naming_file_values_and_range(tmp_path, with_classes):
+    write_labels(tmp_path / "train.npz", [0, -1, 3, -7, -1, 2], class_count=10 if with_classes else None)
+    with pytest.raises(ValueError) as error:
+        build_split(tmp_path, "train")
+    message = str(error.value)
+    assert "config.dataset.train_path" in message and str(tmp_path / "train.npz") in message
+    assert "3 of 6 examples" in message and "-7, -1" in message
+    assert ("[0, 10)" if with_classes else ">= 0") in message
+
+
+def test_labels_beyond_the_files_classes_are_rejected(tmp_path):
+    write_labels(tmp_path / "eval.npz", [0, 4, 5, 9, 4], class_count=4)
+    with pytest.raises(ValueError) as error:
+        build_split(tmp_path, "eval")
+    message = str(error.value)
+    assert "config.dataset.eval_path" in message and str(tmp_path / "eval.npz") in message
+    assert "[0, 4)" in message and "4 of 5 examples" in message and "4, 5, 9" in message
+
+
+def test_many_distinct_bad_labels_are_quoted_in_part(tmp_path):
+    write_labels(tmp_path / "train.npz", np.arange(20), class_count=3)
+    with pytest.raises(ValueError, match=r"17 of 20 examples out of range \(labels 3, 4, 5, 6, 7 \(and 12 more values\)\)"):
+        build_split(tmp_path, "train")
+
+
+def test_non_integer_labels_are_rejected(tmp_path):
+    write_labels(tmp_path / "train.npz", [0.0, 1.0, 2.5], class_count=3)
+    with pytest.raises(ValueError, match=r"train\.npz: y must hold integer class indices, got dtype float64"):
+        build_split(tmp_path, "train")
+
+
+def test_eval_labels_must_lie_in_the_train_files_classes(tmp_path):
+    """The head has the train file's max(y) + 1 = 5 outputs: eval labels 5 and 8 cannot be scored."""
+    write_labels(tmp_path / "train.npz", [0, 4, 2, 1])
+    write_labels(tmp_path / "eval.npz", [0, 5, 8, 5, 1])
+    _, train_info = build_split(tmp_path, "train")
+    assert train_info.num_classes == 5
+    with pytest.raises(ValueError) as error:
+        build_split(tmp_path, "eval")
+    message = str(error.value)
+    assert "config.dataset.eval_path" in message and str(tmp_path / "eval.npz") in message
+    assert "config.dataset.train_path" in message and str(tmp_path / "train.npz") in message
+    assert "[0, 5)" in message and "3 of 5 examples" in message and "5, 8" in message
+
+
+def test_eval_classes_array_must_match_the_train_ones_in_length(tmp_path):
+    write_labels(tmp_path / "train.npz", [0, 1, 2], class_count=10)
+    write_labels(tmp_path / "eval.npz", [0, 1, 2], class_count=100)
+    with pytest.raises(ValueError) as error:
+        build_split(tmp_path, "eval")
+    message = str(error.value)
+    assert str(tmp_path / "eval.npz") in message and str(tmp_path / "train.npz") in message
+    assert "has 100 classes" in message and "has 10" in message
+    assert "config.dataset.eval_path" in message and "config.dataset.train_path" in message
+
+
+def test_eval_split_reports_the_train_files_class_count(tmp_path):
+    """The network's head is sized by the train split; the eval split says the same count
+    (its own max(y) + 1 would be 3), and falls back to its own without a train file."""
+    write_labels(tmp_path / "eval.npz", [0, 2, 1])
+    _, alone = build_split(tmp_path, "eval")
+    assert alone.num_classes == 3
+    write_labels(tmp_path / "train.npz", [0, 6, 1], class_count=7)
+    _, info = build_split(tmp_path, "eval")
+    assert info.num_classes == 7
+
+
+def test_missing_classes_array_is_logged_once(tmp_path, caplog):
+    """Train builds of every epoch and the eval build: one warning about the train file;
+    none about the eval file, whose own count is not used."""
+    write_labels(tmp_path / "train.npz", [0, 9, 3])
+    write_labels(tmp_path / "eval.npz", [0, 2])
+    with caplog.at_level(logging.INFO, logger="glif_jax.data.npz"):
+        for seed in range(3):  # the train stream is rebuilt every epoch
+            data.build(config(tmp_path), split="train", batch_size=2, seed=seed, train=True)
+        data.build(config(tmp_path), split="eval", batch_size=2, seed=0, train=False)
+    records = [record for record in caplog.records if "`classes`" in record.getMessage()]
+    assert [record.getMessage() for record in records] == [
+        f"npz {tmp_path / 'train.npz'} has no `classes` array: using max(y)+1 = 10 classes"]
+    assert records[0].levelno == logging.WARNING

@@ -9,15 +9,28 @@ loader); the first ceil(90 %) of every class form "train", the rest "eval".
 The first use of a split converts every recording of it into frames
 (glif_jax.data.dvs_frames: 16 equal-event-count frames, resized to 48 x 48, float32
 event counts, not normalised) and writes them to `<cache_dir>/` as one .npy per split
-(1.3 GB for train); later uses memory-map that file and never touch the events. Delete
-the cache files to rebuild them. Train-time augmentation: random crop 48 with 4-pixel
-zero padding, the same window for all 16 frames of a recording; no flip.
+(1.3 GB for train), with the labels and a manifest .json; later uses memory-map the
+frames and never read the events. The cache is keyed on
+  - the conversion: CACHE_VERSION and the framing (frame count, frame size, sensor size),
+    hashed into the file names, so caches of other settings are never read (and are left
+    on disk: delete them to free the space);
+  - the recordings of the split: their names relative to `CIFAR10DVS/`, labels, sizes
+    and modification times, hashed into the manifest and compared on every use.
+A changed, added or removed recording, or a cache without its manifest (e.g. an
+interrupted conversion), makes the split convert again, replacing its cache files.
+Only if the whole `CIFAR10DVS/` folder is absent is an existing cache of the same
+conversion used unverified (with a warning), so the frames alone can be copied elsewhere.
+Train-time augmentation: random crop 48 with 4-pixel zero padding, the same window for
+all 16 frames of a recording; no flip.
 Batches: "image" float32 [B, 16, 48, 48, 2], "label" int32 [B], "mask" float32 [B];
 eval order is class by class, recordings in file-name order.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
@@ -28,7 +41,7 @@ import numpy as np
 
 from glif_jax.data.augment import random_crop
 from glif_jax.data.batching import array_batches
-from glif_jax.data.dvs_frames import FRAME_SIZE, FRAMES, events_to_frames
+from glif_jax.data.dvs_frames import PAPER_FRAMING, Framing, events_to_frames
 from glif_jax.data.errors import DatasetNotFoundError
 from glif_jax.data.info import DatasetInfo
 from glif_jax.data.options import BatchRequest, DatasetOptions
@@ -39,8 +52,8 @@ DEFAULT_DATA_DIR = "~/tonic_datasets"
 FOLDER = "CIFAR10DVS"  # tonic.datasets.CIFAR10DVS's folder under save_to
 TRAIN_FRACTION = 0.9
 CROP_PADDING = 4
-CACHE_VERSION = 1
-FRAME_SHAPE = (FRAMES, FRAME_SIZE, FRAME_SIZE, 2)
+CACHE_VERSION = 2  # bump when the conversion itself changes
+FRAME_SHAPE = PAPER_FRAMING.frame_shape
 NUM_CLASSES = 10
 
 
@@ -99,51 +112,133 @@ def read_events(path: Path) -> np.ndarray:
     return events
 
 
-def cache_paths(cache_dir: Path, split: str) -> tuple[Path, Path]:
-    stem = f"cifar10_dvs_v{CACHE_VERSION}_T{FRAMES}_{FRAME_SIZE}px_{split}"
-    return cache_dir / f"{stem}_frames.npy", cache_dir / f"{stem}_labels.npy"
+@dataclasses.dataclass(frozen=True)
+class CachePaths:
+    """The files of one split's frame cache."""
+
+    frames: Path
+    labels: Path
+    manifest: Path
 
 
-def convert(recordings: list[tuple[Path, int]], frames_path: Path, labels_path: Path) -> None:
-    """Converts recordings into the two cache files (written atomically)."""
-    frames_path.parent.mkdir(parents=True, exist_ok=True)
+def framing_key(framing: Framing) -> dict:
+    """What the conversion depends on besides the recordings (JSON-ready)."""
+    return {"version": CACHE_VERSION, **dataclasses.asdict(framing)}
+
+
+def cache_paths(cache_dir: Path, split: str, framing: Framing = PAPER_FRAMING) -> CachePaths:
+    """Cache files of ``split`` under ``framing``: a short hash of framing_key in the names."""
+    key = json.dumps(framing_key(framing), sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    stem = f"cifar10_dvs_v{CACHE_VERSION}_T{framing.frames}_{framing.frame_size}px_{digest}_{split}"
+    return CachePaths(
+        cache_dir / f"{stem}_frames.npy",
+        cache_dir / f"{stem}_labels.npy",
+        cache_dir / f"{stem}_manifest.json",
+    )
+
+
+def recordings_fingerprint(data_dir: Path, recordings: list[tuple[Path, int]]) -> str:
+    """sha256 of the recordings' names relative to the dataset folder, labels, sizes and
+    modification times (in order): changes when any recording is changed, added or removed."""
+    root = data_dir / FOLDER
+    digest = hashlib.sha256()
+    for path, label in recordings:
+        status = path.stat()
+        entry = [path.relative_to(root).as_posix(), label, status.st_size, status.st_mtime_ns]
+        digest.update(json.dumps(entry).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def manifest(framing: Framing, split: str, recordings: list[tuple[Path, int]], fingerprint: str) -> dict:
+    """The manifest stored beside a split's cache (as read back from JSON); a cache is
+    used only if its manifest is equal."""
+    return _as_json({
+        "framing": framing_key(framing),
+        "split": split,
+        "recordings": len(recordings),
+        "fingerprint": fingerprint,
+    })
+
+
+def _as_json(value: dict) -> dict:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value))
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The manifest at ``path``, or None if it is missing or unreadable."""
+    try:
+        contents = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return contents if isinstance(contents, dict) else None
+
+
+def convert(
+    recordings: list[tuple[Path, int]],
+    paths: CachePaths,
+    contents: dict,
+    framing: Framing = PAPER_FRAMING,
+) -> None:
+    """Converts recordings into the cache files, replacing any old ones; the manifest
+    ``contents`` is written last, so an interrupted conversion leaves no valid cache."""
+    paths.frames.parent.mkdir(parents=True, exist_ok=True)
     temporary = f".tmp-{uuid.uuid4().hex}"
-    frames_tmp = frames_path.with_name(frames_path.name + temporary)
-    labels_tmp = labels_path.with_name(labels_path.name + temporary)
+    frames_tmp = paths.frames.with_name(paths.frames.name + temporary)
+    labels_tmp = paths.labels.with_name(paths.labels.name + temporary)
+    manifest_tmp = paths.manifest.with_name(paths.manifest.name + temporary)
     try:
         frames = np.lib.format.open_memmap(
-            frames_tmp, mode="w+", dtype=np.float32, shape=(len(recordings), *FRAME_SHAPE)
+            frames_tmp, mode="w+", dtype=np.float32, shape=(len(recordings), *framing.frame_shape)
         )
         for index, (path, _) in enumerate(recordings):
-            frames[index] = events_to_frames(read_events(path))
+            frames[index] = events_to_frames(read_events(path), framing)
             if (index + 1) % 1000 == 0:
                 logger.info("CIFAR10-DVS: converted %d / %d recordings", index + 1, len(recordings))
         frames.flush()
         del frames
         with open(labels_tmp, "wb") as labels_file:
             np.save(labels_file, np.asarray([label for _, label in recordings], np.int32))
-        os.replace(labels_tmp, labels_path)
-        os.replace(frames_tmp, frames_path)
+        manifest_tmp.write_text(json.dumps(contents, indent=1, sort_keys=True))
+        paths.manifest.unlink(missing_ok=True)  # the old cache is invalid from here on
+        os.replace(labels_tmp, paths.labels)
+        os.replace(frames_tmp, paths.frames)
+        os.replace(manifest_tmp, paths.manifest)
     finally:
-        for leftover in (frames_tmp, labels_tmp):
+        for leftover in (frames_tmp, labels_tmp, manifest_tmp):
             leftover.unlink(missing_ok=True)
 
 
-def load_split(data_dir: Path, cache_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(frames float32 [N, 16, 48, 48, 2] memory-mapped, labels int32 [N]) of a split,
-    converting the recordings into the cache first if needed."""
-    frames_path, labels_path = cache_paths(cache_dir, split)
-    if not (frames_path.is_file() and labels_path.is_file()):
-        recordings = split_recordings(list_recordings(data_dir), split)
-        logger.info(
-            "CIFAR10-DVS: converting %d %s recordings into %s", len(recordings), split, frames_path
+def load_split(
+    data_dir: Path, cache_dir: Path, split: str, framing: Framing = PAPER_FRAMING
+) -> tuple[np.ndarray, np.ndarray]:
+    """(frames float32 [N, *framing.frame_shape] memory-mapped, labels int32 [N]) of a
+    split, converting the recordings into the cache first unless it matches them."""
+    paths = cache_paths(cache_dir, split, framing)
+    cached = read_manifest(paths.manifest)
+    cache_present = cached is not None and paths.frames.is_file() and paths.labels.is_file()
+    same_framing = cache_present and cached.get("framing") == _as_json(framing_key(framing))
+    if not (data_dir / FOLDER).is_dir() and same_framing:
+        logger.warning(
+            "CIFAR10-DVS: no recordings under %s; using the cache %s of %s recordings "
+            "without checking it against them", data_dir / FOLDER, paths.frames, cached["recordings"],
         )
-        convert(recordings, frames_path, labels_path)
-    frames = np.load(frames_path, mmap_mode="r")
-    labels = np.load(labels_path)
-    if frames.shape[1:] != FRAME_SHAPE or len(frames) != len(labels):
+    else:
+        recordings = split_recordings(list_recordings(data_dir), split)
+        wanted = manifest(framing, split, recordings, recordings_fingerprint(data_dir, recordings))
+        if not (cache_present and cached == wanted):
+            reason = "its recordings changed" if cache_present else "no cache yet"
+            logger.info(
+                "CIFAR10-DVS: converting %d %s recordings into %s (%s)",
+                len(recordings), split, paths.frames, reason,
+            )
+            convert(recordings, paths, wanted, framing)
+    frames = np.load(paths.frames, mmap_mode="r")
+    labels = np.load(paths.labels)
+    if frames.shape[1:] != framing.frame_shape or len(frames) != len(labels):
         raise ValueError(
-            f"corrupt CIFAR10-DVS cache {frames_path} ({frames.shape}, {len(labels)} labels): "
+            f"corrupt CIFAR10-DVS cache {paths.frames} ({frames.shape}, {len(labels)} labels): "
             "delete it to rebuild it"
         )
     return frames, labels
@@ -164,7 +259,7 @@ def build(options: DatasetOptions, request: BatchRequest):
         cache_dir = Path(os.path.expanduser(options.cache_dir))
     else:
         cache_dir = data_dir / f"{FOLDER}_frames"
-    frames, labels = load_split(data_dir, cache_dir, request.split)
+    frames, labels = load_split(data_dir, cache_dir, request.split, PAPER_FRAMING)
     batches = array_batches(
         frames,
         labels,

@@ -6,16 +6,42 @@ the last N % 16 events are dropped — and each slice is integrated into per-pix
 per-polarity event counts. The frames are then resized from 128 x 128 to 48 x 48 by
 bilinear interpolation without antialiasing, with half-pixel centres (as PyTorch's
 F.interpolate(mode="bilinear", align_corners=False), which the authors' Resize did).
-Counts are not normalised: the network integrates them as they are.
+Counts are not normalised: the network integrates them as they are. `Framing` holds
+these numbers; `PAPER_FRAMING` is the paper's setting.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 SENSOR_SIZE = (128, 128, 2)  # tonic's (width, height, polarities)
 FRAMES = 16
 FRAME_SIZE = 48
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing:
+    """How a recording becomes frames.
+
+    Attributes:
+      frames: slices of equal event count (the network's time steps).
+      frame_size: side of the square frames after resizing.
+      sensor_size: the camera's (width, height, polarities).
+    """
+
+    frames: int = FRAMES
+    frame_size: int = FRAME_SIZE
+    sensor_size: tuple[int, int, int] = SENSOR_SIZE
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int, int]:
+        """[T, H, W, polarities] of one converted recording."""
+        return (self.frames, self.frame_size, self.frame_size, self.sensor_size[2])
+
+
+PAPER_FRAMING = Framing()
 
 
 def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -42,11 +68,11 @@ def resize_frames(frames: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(resized, 1, -1))
 
 
-def events_to_frames(events: np.ndarray) -> np.ndarray:
+def events_to_frames(events: np.ndarray, framing: Framing = PAPER_FRAMING) -> np.ndarray:
     """Structured events (fields t, x, y, p) of one recording -> float32
-    [FRAMES, FRAME_SIZE, FRAME_SIZE, 2] resized event counts (rows = y, columns = x,
-    channel = polarity)."""
+    framing.frame_shape resized event counts (rows = y, columns = x, channel = polarity)."""
     from tonic.transforms import ToFrame
 
-    counts = ToFrame(sensor_size=SENSOR_SIZE, n_event_bins=FRAMES)(events)  # [T, P, H, W]
-    return resize_frames(np.moveaxis(counts, 1, -1))
+    to_frame = ToFrame(sensor_size=tuple(framing.sensor_size), n_event_bins=framing.frames)
+    counts = to_frame(events)  # [T, P, H, W]
+    return resize_frames(np.moveaxis(counts, 1, -1), framing.frame_size)

@@ -1,17 +1,26 @@
 """Images from .npz files ("npz" dataset), e.g. CIFAR-10 as uint8 arrays.
 
 Each file holds `x` uint8 [N, H, W, C] and `y` integer labels [N], optionally `classes`
-(names; their count is num_classes, else max(y) + 1). config.dataset.train_path /
-eval_path name the files of the "train" / "eval" split; config.dataset.normalization names
-the mean/std ("cifar10", "cifar100", "imagenet"). Preprocessing is CIFAR's, as in the paper:
-train-time random crop with 4-pixel zero padding and flip, then scale and normalise.
+(names; their count is num_classes, else max(y) + 1, which is logged as a warning).
+config.dataset.train_path / eval_path name the files of the "train" / "eval" split;
+config.dataset.normalization names the mean/std ("cifar10", "cifar100", "imagenet").
+Preprocessing is CIFAR's, as in the paper: train-time random crop with 4-pixel zero
+padding and flip, then scale and normalise.
+
+Labels are checked when a file is read: integer dtype, in [0, len(classes)) (or >= 0
+without `classes`). The class count of a run is the train file's; building the "eval"
+split checks its labels (and its `classes` count, when both files have one) against it
+and reports that count, so the eval pass scores only classes the network's head has. If
+the train file is absent (e.g. evaluating elsewhere) the eval file's own count is used.
 A file is read once per process while it is unchanged (cached by path, modification time
 and size; read-only arrays), so the train stream rebuilt every epoch does not read it again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
 import os
 
 import numpy as np
@@ -23,14 +32,43 @@ from glif_jax.data.info import DatasetInfo
 from glif_jax.data.normalization import mean_std
 from glif_jax.data.options import BatchRequest, DatasetOptions
 
+logger = logging.getLogger(__name__)
 
 CACHED_FILES = 4  # train + eval of two runs in one process
+SHOWN_BAD_LABELS = 5  # distinct out-of-range values quoted in an error message
+
+_logged_inferred_counts: set[tuple[str, int]] = set()  # (path, max(y) + 1) already warned about
+
+
+@dataclasses.dataclass(frozen=True)
+class NpzFile:
+    """The checked contents of one .npz file.
+
+    Attributes:
+      path: the file.
+      images: uint8 [N, H, W, C], read-only.
+      labels: int32 [N] in [0, num_classes), read-only.
+      num_classes: len(classes) when the file has a `classes` array, else max(y) + 1.
+      has_class_names: whether the file has a `classes` array.
+    """
+
+    path: str
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    has_class_names: bool
 
 
 def load(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Returns (images uint8 [N, H, W, C], labels int32 [N], num_classes) of one file.
 
     The arrays are read-only: they are shared by every call while the file is unchanged."""
+    checked = read_file(path)
+    return checked.images, checked.labels, checked.num_classes
+
+
+def read_file(path: str) -> NpzFile:
+    """The checked contents of the .npz file at ``path`` (cached while it is unchanged)."""
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         raise DatasetNotFoundError(
@@ -43,28 +81,108 @@ def load(path: str) -> tuple[np.ndarray, np.ndarray, int]:
     return _read(path, status.st_mtime_ns, status.st_size)
 
 
+def out_of_range_labels(labels: np.ndarray, num_classes: int | None) -> str | None:
+    """None if every label is in [0, num_classes) (num_classes None: >= 0), else a
+    description of the bad ones: how many examples and a few distinct values."""
+    bad = labels < 0 if num_classes is None else (labels < 0) | (labels >= num_classes)
+    count = int(np.count_nonzero(bad))
+    if count == 0:
+        return None
+    values = np.unique(labels[bad])
+    shown = ", ".join(str(value) for value in values[:SHOWN_BAD_LABELS])
+    more = f" (and {len(values) - SHOWN_BAD_LABELS} more values)" if len(values) > SHOWN_BAD_LABELS else ""
+    return f"{count} of {len(labels)} examples out of range (labels {shown}{more})"
+
+
 @functools.lru_cache(maxsize=CACHED_FILES)
-def _read(path: str, modified_ns: int, size: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """``load`` of the file at ``path`` as it is at (modification time, size): the cache key."""
+def _read(path: str, modified_ns: int, size: int) -> NpzFile:
+    """``read_file`` of ``path`` as it is at (modification time, size): the cache key."""
     with np.load(path) as arrays:
         missing = {"x", "y"} - set(arrays.files)
         if missing:
             raise ValueError(f"{path} lacks the arrays {sorted(missing)} (needs x and y)")
         images, labels = arrays["x"], arrays["y"]
-        num_classes = len(arrays["classes"]) if "classes" in arrays.files else int(labels.max()) + 1
+        has_class_names = "classes" in arrays.files
+        class_count = len(arrays["classes"]) if has_class_names else None
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(
             f"{path}: x must be uint8 [N, H, W, C], got {images.dtype} {images.shape}"
         )
     if labels.shape != (len(images),):
         raise ValueError(f"{path}: y must be [N={len(images)}], got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"{path}: y must hold integer class indices, got dtype {labels.dtype}"
+        )
+    if class_count is None and len(labels) == 0:
+        raise ValueError(f"{path} holds no examples and no `classes` array: no class count")
+    problem = out_of_range_labels(labels, class_count)
+    if problem:
+        if has_class_names:
+            expected = f"lie in [0, {class_count}) (len(classes) = {class_count})"
+        else:
+            expected = "be >= 0"
+        raise ValueError(f"{path}: labels y must {expected}; {problem}")
+    if class_count is None:
+        class_count = int(labels.max()) + 1
     labels = labels.astype(np.int32)
     images.flags.writeable = labels.flags.writeable = False  # shared by the cache
-    return images, labels, num_classes
+    return NpzFile(path, images, labels, class_count, has_class_names)
+
+
+def _log_inferred_class_count(counted: NpzFile) -> None:
+    """Warns, once per file and count, that the head's class count is max(y) + 1."""
+    if counted.has_class_names or (counted.path, counted.num_classes) in _logged_inferred_counts:
+        return
+    _logged_inferred_counts.add((counted.path, counted.num_classes))
+    logger.warning(
+        "npz %s has no `classes` array: using max(y)+1 = %d classes",
+        counted.path, counted.num_classes,
+    )
+
+
+def _read_argument(path: str, argument: str) -> NpzFile:
+    """``read_file``, its errors prefixed with the config argument that names the file."""
+    try:
+        return read_file(path)
+    except ValueError as error:
+        raise ValueError(f"config.dataset.{argument}: {error}") from error
+
+
+def _eval_against_train(options: DatasetOptions, evaluated: NpzFile) -> int:
+    """The class count of the eval split: the train file's, after checking that the eval
+    labels (and `classes` count) agree with it; the eval file's own if there is no train file."""
+    if not options.train_path or not os.path.isfile(os.path.expanduser(options.train_path)):
+        logger.info(
+            "npz: no train file (config.dataset.train_path=%r): eval labels of %s checked "
+            "against its own class count %d only", options.train_path, evaluated.path,
+            evaluated.num_classes,
+        )
+        _log_inferred_class_count(evaluated)
+        return evaluated.num_classes
+    trained = _read_argument(options.train_path, "train_path")
+    _log_inferred_class_count(trained)
+    if trained.has_class_names and evaluated.has_class_names and trained.num_classes != evaluated.num_classes:
+        raise ValueError(
+            f"config.dataset.eval_path {evaluated.path} has {evaluated.num_classes} classes but "
+            f"config.dataset.train_path {trained.path} has {trained.num_classes} "
+            "(lengths of their `classes` arrays): both splits must share one class list"
+        )
+    problem = out_of_range_labels(evaluated.labels, trained.num_classes)
+    if problem:
+        source = "len(classes)" if trained.has_class_names else "max(y)+1, it has no `classes` array"
+        raise ValueError(
+            f"config.dataset.eval_path {evaluated.path}: labels must lie in "
+            f"[0, {trained.num_classes}), the classes of config.dataset.train_path "
+            f"{trained.path} ({source}); {problem}"
+        )
+    return trained.num_classes
 
 
 def build(options: DatasetOptions, request: BatchRequest):
-    """(iterable of batches, DatasetInfo) for the "npz" dataset."""
+    """(iterable of batches, DatasetInfo) for the "npz" dataset.
+
+    DatasetInfo.num_classes is the train file's class count for both splits."""
     argument = "train_path" if request.split == "train" else "eval_path"
     path = getattr(options, argument)
     if not path:
@@ -72,13 +190,19 @@ def build(options: DatasetOptions, request: BatchRequest):
     if options.normalization is None:
         raise ValueError("dataset_config.normalization is required for the 'npz' dataset")
     mean_std(options.normalization)  # checks the name early
-    images, labels, num_classes = load(path)
+    split_file = _read_argument(path, argument)
+    if request.split == "train":
+        _log_inferred_class_count(split_file)
+        num_classes = split_file.num_classes
+    else:
+        num_classes = _eval_against_train(options, split_file)
     train, evaluate = cifar.preprocessing(options.normalization)
     batches = array_batches(
-        images,
-        labels,
+        split_file.images,
+        split_file.labels,
         request,
         eval_preprocess=evaluate,
         train_preprocess=train if options.augment else None,
     )
-    return batches, DatasetInfo("npz", num_classes, len(labels), tuple(images.shape[1:]))
+    info = DatasetInfo("npz", num_classes, len(split_file.labels), tuple(split_file.images.shape[1:]))
+    return batches, info
