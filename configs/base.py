@@ -118,7 +118,14 @@ def experiment(
 
     config.half_precision = False
     config.parallel = parallel
-    config.checkpoint = ml_collections.ConfigDict({"every_epochs": 1, "keep": 3, "async_save": True})
+    config.checkpoint = ml_collections.ConfigDict({
+        "every_epochs": 1,
+        "every_steps": config_dict.placeholder(int),   # also mid-epoch, every N steps (None: off)
+        "keep": 3,                                     # the newest N, plus the best
+        "async_save": True,
+    })
+    # a step with a non-finite loss or gradient: "stop" the run, or "skip" the update
+    config.nonfinite = ml_collections.ConfigDict({"action": "stop", "max_consecutive_skips": 10})
     config.log_every_steps = log_every_steps
     config.spike_stats = False
     return config

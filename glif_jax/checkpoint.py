@@ -1,17 +1,26 @@
-"""Checkpoints of a training run with orbax: the last N periodic ones plus the best one.
+"""Checkpoints of a training run with orbax: the newest N plus the best, verified on restore.
 
 A ``glif-train`` work directory keeps them in its ``checkpoints/`` subdirectory
-(:data:`CHECKPOINTS_DIR`). Layout under a checkpoint ``directory``::
+(:data:`CHECKPOINTS_DIR`), one orbax ``CheckpointManager`` for all of them::
 
-    latest/<step>/{state,meta}   the ``keep`` most recent periodic checkpoints
-    best/<step>/{state,meta}     the one with the highest ``meta[best_metric]``
+    <step>/state       the train state: any pytree of arrays (params, batch statistics,
+                       optimizer state, step, RNG key), saved as host NumPy arrays so that
+                       a checkpoint written by one data-parallel strategy restores under any other
+    <step>/meta        a small JSON dict (epoch, evaluation metrics, ...)
+    <step>/checksums   CRC-32, dtype and shape of every array of ``state``, taken at save time
 
-``state`` is any pytree of arrays (the train state: params, batch statistics, optimizer
-state, step, RNG key), saved as host NumPy arrays so that a checkpoint written by one
-data-parallel strategy restores under any other. ``meta`` is a small JSON dict (epoch,
-evaluation metrics, ...). Saving is asynchronous when orbax offers it: ``save`` returns
-once the arrays are copied to the host, and the files are written in the background;
-``wait`` / ``close`` block until they are on disk.
+After every save, the checkpoints that are neither among the ``keep`` newest nor the best
+(largest ``meta[best_metric]``) are deleted, and only once a newer checkpoint is complete.
+Saving is asynchronous when orbax offers it: ``save`` returns once the arrays are copied
+to the host and the files are written in the background; ``wait`` / ``close`` block until
+they are on disk. A process killed mid-save leaves only a temporary directory, removed
+when the directory is next opened for writing.
+
+Every restore checks the arrays against their checksums. A checkpoint that cannot be
+read back intact (corrupt or truncated files, damaged ``meta``, a half-deleted step) is
+skipped with a warning naming it, and the next newest (for "latest") or next best (for
+"best") intact one is used; asking for a specific ``step`` raises ``CheckpointError``
+instead.
 
 Restoring into a *target* (a pytree with the structure of the saved state, e.g. a freshly
 initialised state) gives that structure back; without a target, the saved tree comes back as
@@ -25,6 +34,7 @@ import contextlib
 import json
 import logging
 import math
+import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,15 +45,18 @@ import orbax.checkpoint as ocp
 
 PyTree = Any
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINTS_DIR = "checkpoints"   # in a glif-train work directory, next to CONFIG_FILE
 LATEST = "latest"
 BEST = "best"
-STATE_ITEM, META_ITEM = "state", "meta"   # the two items of one checkpoint: <step>/state, <step>/meta
+KINDS = (LATEST, BEST)
+STATE_ITEM, META_ITEM, CHECKSUMS_ITEM = "state", "meta", "checksums"   # the items of <step>/
 CONFIG_FILE = "config.json"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or does not fit the requested state."""
+    """A checkpoint is missing, unreadable, damaged or does not fit the requested state."""
 
 
 def to_host(tree: PyTree) -> PyTree:
@@ -51,14 +64,51 @@ def to_host(tree: PyTree) -> PyTree:
     return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
+def checksums(tree: PyTree) -> dict[str, dict[str, Any]]:
+    """``{leaf name: {"crc32", "dtype", "shape"}}`` of a host pytree.
+
+    Leaf names join the path's keys with "/" (attribute, dict key or sequence index alike),
+    so a tree and its nested-dict form (as restored without a target) get the same names.
+    """
+    sums = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        array = np.ascontiguousarray(leaf)
+        sums[_leaf_name(path)] = {
+            "crc32": zlib.crc32(array.view(np.uint8).reshape(-1) if array.ndim else array.tobytes()),
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+        }
+    return sums
+
+
+def _leaf_name(path: tuple) -> str:
+    parts = []
+    for entry in path:
+        for attribute in ("name", "key", "idx"):
+            if hasattr(entry, attribute):
+                parts.append(str(getattr(entry, attribute)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
+def _checksum_mismatches(expected: Mapping[str, Any], tree: PyTree) -> list[str]:
+    """Names of the leaves of ``tree`` whose contents, dtype or shape differ from ``expected``."""
+    actual = checksums(tree)
+    names = sorted(set(expected) | set(actual))
+    return [name for name in names if expected.get(name) != actual.get(name)]
+
+
 class Checkpointer:
-    """Keep-N periodic checkpoints plus best tracking, in one directory.
+    """The newest ``keep`` checkpoints plus the best one, in one directory.
 
     Args:
       directory: where the checkpoints live (created when missing unless ``read_only``).
-      keep: how many periodic checkpoints to keep (oldest deleted first).
+      keep: how many of the newest checkpoints to keep (the best is kept besides them).
       async_save: write in a background thread (orbax async checkpointing).
-      best_metric: the ``meta`` key whose largest value marks the best checkpoint.
+      best_metric: the ``meta`` key whose largest value marks the best checkpoint;
+        checkpoints without it (e.g. mid-epoch ones) are never the best.
       read_only: open an existing directory for restoring only.
     """
 
@@ -76,139 +126,214 @@ class Checkpointer:
         self.directory = Path(directory).absolute()
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"no checkpoint directory at {self.directory}")
+        _reject_old_layout(self.directory)
+        self.keep = keep
         self.best_metric = best_metric
-        self._latest = self._manager(LATEST, keep, async_save, read_only)
-        self._best = self._manager(BEST, 1, async_save, read_only)
-        self.best_value = self._stored_best_value()
-
-    def _manager(self, name: str, keep: int, async_save: bool, read_only: bool):
+        self.read_only = read_only
+        self._metas: dict[int, dict | None] = {}   # step -> meta, None when unreadable
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=None if read_only else keep,  # what orbax sets (with a warning) when read-only
+            # Deletion is ours (the newest `keep` plus the best, by our `meta`): orbax's BestN
+            # policy reads every step's metrics file when the manager opens, and one damaged
+            # file makes opening raise, so no checkpoint of the run could be restored.
+            max_to_keep=None,
             save_interval_steps=0 if read_only else 1,
             enable_async_checkpointing=async_save and not read_only,
             create=not read_only,
             read_only=read_only,
+            cleanup_tmp_directories=not read_only,   # leftovers of a process killed mid-save
         )
         with _without_read_only_notice():
-            return ocp.CheckpointManager(self.directory / name, options=options, item_names=(STATE_ITEM, META_ITEM))
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_names=(STATE_ITEM, META_ITEM, CHECKSUMS_ITEM)
+            )
+        best = self.best_step()
+        self.best_value = -math.inf if best is None else self._metric(best)
 
     # ---- queries -------------------------------------------------------------------
+    def all_steps(self) -> list[int]:
+        """Steps of the checkpoints on disk (complete as far as orbax knows), oldest first."""
+        return sorted(self._manager.all_steps())
+
     def latest_step(self) -> int | None:
-        """The step of the newest periodic checkpoint, or None when there is none."""
-        return self._latest.latest_step()
+        """The newest step on disk, or None when there is none (not checked for damage)."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
 
     def best_step(self) -> int | None:
-        """The step of the best checkpoint, or None when there is none."""
-        return self._best.latest_step()
+        """The step with the largest ``meta[best_metric]`` (newest on ties), or None."""
+        ranked = self._ranked_by_metric()
+        return ranked[0] if ranked else None
 
-    def all_steps(self) -> list[int]:
-        """Steps of the periodic checkpoints still on disk, oldest first."""
-        return sorted(self._latest.all_steps())
+    def meta(self, step: int) -> dict | None:
+        """The ``meta`` dict saved with ``step``; None when it is missing or unreadable."""
+        if step not in self._metas:
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+                meta = restored.meta
+            except Exception as error:  # noqa: BLE001 - orbax and json raise many types
+                logger.warning("checkpoint %s: its meta cannot be read (%s: %s); it is skipped",
+                               self.directory / str(step), type(error).__name__, error)
+                meta = None
+            self._metas[step] = meta if isinstance(meta, dict) else None
+        return self._metas[step]
 
-    def _stored_best_value(self) -> float:
-        step = self.best_step()
-        if step is None:
+    def _metric(self, step: int) -> float:
+        value = (self.meta(step) or {}).get(self.best_metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return -math.inf
-        meta = self._restore_meta(self._best, step)
-        return float(meta.get(self.best_metric, -math.inf))
+        return float(value)
+
+    def _ranked_by_metric(self) -> list[int]:
+        """Steps that have a finite metric, best first (newest first among equals)."""
+        scored = [(self._metric(step), step) for step in self.all_steps()]
+        return [step for value, step in sorted(scored, reverse=True) if value > -math.inf]
 
     # ---- saving --------------------------------------------------------------------
     def save(self, step: int, state: PyTree, meta: Mapping[str, Any]) -> bool:
-        """Saves a periodic checkpoint, and the best one when ``meta[best_metric]`` improved.
+        """Saves a checkpoint; returns whether it became the best (``meta[best_metric]`` improved).
 
-        Returns whether this checkpoint became the best.
+        A step already on disk (e.g. a resumed run reaching its restored step again) is not
+        written twice.
         """
+        if self.read_only:
+            raise CheckpointError(f"{self.directory} was opened read-only")
         state = to_host(state)
         meta = _json_ready(meta)
-        self._save(self._latest, step, state, meta)
-        value = meta.get(self.best_metric)
-        if value is None or not value > self.best_value:
+        if step in self.all_steps():
             return False
-        self.best_value = float(value)
-        self._save(self._best, step, state, meta)
-        return True
-
-    @staticmethod
-    def _save(manager, step: int, state: PyTree, meta: dict) -> None:
-        if step in manager.all_steps():  # e.g. a resumed run saving its restored step again
-            return
-        manager.save(
+        self._manager.wait_until_finished()   # the previous save is complete: older ones may go
+        self._delete_unkept()
+        self._manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                meta=ocp.args.JsonSave(meta),
+                checksums=ocp.args.JsonSave(checksums(state)),
+            ),
             force=True,
         )
+        self._metas[step] = meta
+        value = meta.get(self.best_metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > self.best_value:
+            return False
+        self.best_value = float(value)
+        return True
+
+    def _delete_unkept(self) -> None:
+        """Deletes the checkpoints that are neither among the ``keep`` newest nor the best.
+
+        Called only when no save is in flight, so a checkpoint goes only once ``keep``
+        newer ones are complete (while one is written, ``keep + 1`` are on disk)."""
+        steps = self.all_steps()
+        kept = set(steps[-self.keep:])
+        best = self.best_step()
+        for step in steps:
+            if step not in kept and step != best:
+                self._manager.delete(step)
+                self._metas.pop(step, None)
 
     # ---- restoring -----------------------------------------------------------------
     def restore(self, target: PyTree | None = None, *, which: str = LATEST,
                 step: int | None = None) -> tuple[PyTree, dict]:
-        """Restores ``(state, meta)``; ``which`` is "latest" or "best", ``step`` None = newest.
+        """Restores ``(state, meta)`` of the newest intact checkpoint of kind ``which``.
 
+        ``which`` is "latest" (newest first) or "best" (largest ``meta[best_metric]`` first);
+        a damaged checkpoint is skipped with a warning and the next one tried. ``step``
+        restores exactly that checkpoint instead.
         With a ``target``, ``state`` has the target's structure (e.g. a ``TrainState``); with
         ``target=None``, it is the saved tree as nested dicts of NumPy arrays (tuples as lists,
         empty nodes as None), e.g. ``state["params"]`` of a train state.
-        Raises ``CheckpointError`` with the path when the checkpoint is missing, unreadable
-        or has a structure different from ``target``.
+        Raises ``CheckpointError`` with the path when there is no such checkpoint, or none
+        that is intact and has the structure of ``target``.
         """
-        if which not in (LATEST, BEST):
-            raise ValueError(f"which must be {LATEST!r} or {BEST!r}, got {which!r}")
+        if which not in KINDS:
+            raise ValueError(f"which must be one of {KINDS}, got {which!r}")
         self.wait()
-        manager = self._latest if which == LATEST else self._best
-        steps = sorted(manager.all_steps())
-        if step is None:
-            if not steps:
-                raise CheckpointError(f"no {which} checkpoint in {self.directory / which}")
-            step = steps[-1]
-        elif step not in steps:
+        if step is not None:
+            if step not in self.all_steps():
+                raise CheckpointError(
+                    f"no checkpoint for step {step} in {self.directory}; available steps: {self.all_steps()}"
+                )
+            return self._restore_intact(step, target)
+        candidates = self.all_steps()[::-1] if which == LATEST else self._ranked_by_metric()
+        if not candidates:
             raise CheckpointError(
-                f"no {which} checkpoint for step {step} in {self.directory / which}; "
-                f"available steps: {steps}"
+                f"no {which} checkpoint in {self.directory}"
+                + (f" (no checkpoint has {self.best_metric!r} in its meta)" if which == BEST and self.all_steps() else "")
             )
-        path = self.directory / which / str(step)
-        target = None if target is None else to_host(target)
+        failures = []
+        for candidate in candidates:
+            try:
+                return self._restore_intact(candidate, target)
+            except CheckpointError as error:
+                failures.append(str(error))
+                logger.warning("skipping a damaged checkpoint: %s", error)
+        raise CheckpointError(
+            f"no intact {which} checkpoint in {self.directory}:\n  " + "\n  ".join(failures)
+        )
+
+    def _restore_intact(self, step: int, target: PyTree | None) -> tuple[PyTree, dict]:
+        """Restores one checkpoint and checks it against its checksums (and ``target``)."""
+        path = self.directory / str(step)
+        host_target = None if target is None else to_host(target)
         try:
-            restored = manager.restore(
+            restored = self._manager.restore(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+                    state=ocp.args.StandardRestore(host_target),
+                    meta=ocp.args.JsonRestore(),
+                    checksums=ocp.args.JsonRestore(),
                 ),
             )
-        except Exception as error:  # orbax raises many types; name the path and the cause
+        except Exception as error:  # noqa: BLE001 - orbax raises many types; name the path and the cause
             raise CheckpointError(
                 f"cannot restore the checkpoint at {path}: it is corrupt, incomplete or was "
                 f"written for a different model/optimizer ({type(error).__name__}: {error})"
             ) from error
-        if target is None:
-            return to_host(restored.state), dict(restored.meta or {})
-        _check_same_structure(target, restored.state, path)
-        return restored.state, dict(restored.meta or {})
-
-    def _restore_meta(self, manager, step: int) -> dict:
-        try:
-            restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        except Exception as error:
+        meta, expected = restored.meta, restored.checksums
+        if not isinstance(meta, dict) or not isinstance(expected, dict):
+            raise CheckpointError(f"checkpoint at {path}: its {META_ITEM} or {CHECKSUMS_ITEM} is not a JSON object")
+        state = to_host(restored.state)
+        if host_target is not None:
+            _check_same_structure(host_target, state, path)
+        damaged = _checksum_mismatches(expected, state)
+        if damaged:
             raise CheckpointError(
-                f"cannot read the metadata of the checkpoint at {manager.directory / str(step)} "
-                f"({type(error).__name__}: {error})"
-            ) from error
-        return dict(restored.meta or {})
+                f"checkpoint at {path} is corrupt: {len(damaged)} array(s) differ from the checksums "
+                f"taken at save time ({', '.join(damaged[:5])}{', ...' if len(damaged) > 5 else ''})"
+            )
+        self._metas[step] = meta
+        return (state if host_target is None else restored.state), dict(meta)
 
     # ---- lifetime ------------------------------------------------------------------
     def wait(self) -> None:
-        """Blocks until every pending asynchronous save is on disk."""
-        self._latest.wait_until_finished()
-        self._best.wait_until_finished()
+        """Blocks until every pending asynchronous save is on disk (then prunes to ``keep``)."""
+        self._manager.wait_until_finished()
+        if not self.read_only:
+            self._delete_unkept()
 
     def close(self) -> None:
         """Waits for pending saves and releases orbax's resources."""
-        self.wait()
-        self._latest.close()
-        self._best.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
     def __enter__(self) -> "Checkpointer":
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _reject_old_layout(directory: Path) -> None:
+    """Refuses ``latest/`` and ``best/`` subdirectories: an earlier glif-jax layout, without checksums."""
+    if any((directory / kind).is_dir() for kind in KINDS):
+        raise CheckpointError(
+            f"{directory} holds checkpoints of an earlier glif-jax (latest/ and best/ subdirectories, "
+            "no checksums), which this version cannot verify; read them with the version that wrote "
+            "them, or train in a new --workdir"
+        )
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ PAPER_RECIPES = {
 SCHEMA = {
     "": {"seed", "num_epochs", "batch_size", "eval_batch_size", "steps_per_epoch", "eval_steps",
          "dataset", "model", "optim", "half_precision", "parallel", "checkpoint",
-         "log_every_steps", "spike_stats"},
+         "log_every_steps", "spike_stats", "nonfinite"},
     "dataset": {"name", "data_dir", "train_path", "eval_path", "normalization", "augment",
                 "cache_dir", "prefetch"},
     "model": {"name", "time_steps", "channel_wise", "init", "remat", "neuron", "kwargs"},
@@ -53,7 +53,8 @@ SCHEMA = {
                      "surrogate_width"},
     "optim": {"base_lr", "momentum", "weight_decay", "gate_lr_scale", "primitive_lr_scale",
               "cosine_period_epochs", "step_schedule_per", "nesterov"},
-    "checkpoint": {"every_epochs", "keep", "async_save"},
+    "checkpoint": {"every_epochs", "every_steps", "keep", "async_save"},
+    "nonfinite": {"action", "max_consecutive_skips"},
 }
 PAPER_NEURON = dict(kind="glif", gates="soft", static_gates=False, static_primitives=False,
                     surrogate="rectangular", surrogate_width=None)

@@ -23,6 +23,7 @@ import pytest
 
 from glif_jax import cpu_kernel, neuron, surrogate
 from glif_jax.neuron import Coefficients, NeuronConfig, NeuronState, glif, glif_scan
+from tests.comparison import assert_tree_close, leaf_differences
 
 pytestmark = pytest.mark.skipif(
     not cpu_kernel.available() and shutil.which("c++") is None,
@@ -69,6 +70,7 @@ ISA_CHECK = """
 import jax, jax.numpy as jnp, numpy as np
 from glif_jax import cpu_kernel, surrogate
 from glif_jax.neuron import NeuronState, glif_scan
+from tests.comparison import assert_tree_close, leaf_differences
 from tests.test_cpu_kernel import STREAMED_SHAPES, SHAPES, logits_for, numpy_recurrence, random_coefficients
 
 assert cpu_kernel.isa() == {isa!r}, cpu_kernel.isa()
@@ -80,8 +82,7 @@ for time_steps, step_shape in [*SHAPES, STREAMED_SHAPES[1]]:
     spike0 = (rng.uniform(size=step_shape) > 0.5).astype(np.float32)
     want = numpy_recurrence(c, x, membrane0, spike0)
     got = cpu_kernel.scan(c, jnp.asarray(x), (membrane0, spike0), surrogate.get("rectangular"))
-    for a, b in zip(got, want):
-        np.testing.assert_array_equal(np.asarray(a), b)
+    assert_tree_close(tuple(got), want)
     if (time_steps, step_shape) not in (SHAPES[5], STREAMED_SHAPES[1]):
         continue
     params = logits_for(rng, time_steps, step_shape[-1])
@@ -92,10 +93,8 @@ for time_steps, step_shape in [*SHAPES, STREAMED_SHAPES[1]]:
             return jnp.sum(spikes * g) + jnp.sum(membranes * g[::-1])
         grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
         initial = NeuronState(membrane0, spike0)
-        for a, b in zip(jax.tree.leaves(grad(params, x, initial, "kernel")),
-                        jax.tree.leaves(grad(params, x, initial, "fused"))):
-            scale = float(jnp.max(jnp.abs(b))) + 1e-12
-            np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=2e-5)
+        differences = leaf_differences(grad(params, x, initial, "kernel"), grad(params, x, initial, "fused"))
+        assert max(differences.values()) <= 2e-5, (name, differences)
 print("same numbers at", cpu_kernel.isa())
 """
 
@@ -158,12 +157,11 @@ def test_float32_bit_identical_to_numpy_recurrence(time_steps, step_shape, given
     spikes, membranes = jax.jit(
         lambda c, x, initial: cpu_kernel.scan(c, x, initial, surrogate.get("rectangular"))
     )(c, x, initial)
-    np.testing.assert_array_equal(np.asarray(spikes), want_spikes)
-    np.testing.assert_array_equal(np.asarray(membranes), want_membranes)
+    assert_tree_close((spikes, membranes), (want_spikes, want_membranes))
     only_spikes, no_membranes = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"),
                                                 keep_membranes=False)
     assert no_membranes is None
-    np.testing.assert_array_equal(np.asarray(only_spikes), want_spikes)
+    assert_tree_close(only_spikes, want_spikes)
 
 
 # Outputs of at least 1 MiB go to memory with non-temporal stores, 16 bytes at a time where aligned:
@@ -187,11 +185,10 @@ def test_large_outputs_bit_identical_to_numpy_recurrence(time_steps, step_shape,
             want_spikes, want_membranes = numpy_recurrence(c, x, membrane, spike)
             spikes, membranes = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"))
             assert spikes.dtype == dtype
-            np.testing.assert_array_equal(np.asarray(spikes), want_spikes)
-            np.testing.assert_array_equal(np.asarray(membranes), want_membranes)
+            assert_tree_close((spikes, membranes), (want_spikes, want_membranes))
             only_spikes, _ = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"),
                                              keep_membranes=False)
-            np.testing.assert_array_equal(np.asarray(only_spikes), want_spikes)
+            assert_tree_close(only_spikes, want_spikes)
 
 
 def logits_for(rng, time_steps, channels):
@@ -219,10 +216,8 @@ def test_float32_gradients_match_xla_path(time_steps, step_shape, surrogate_name
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
     want = grad(params, x, initial, "fused")
     got = grad(params, x, initial, "kernel")
-    for (path, expected), actual in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(got)):
-        scale = float(jnp.max(jnp.abs(expected))) + 1e-12
-        np.testing.assert_allclose(np.asarray(actual) / scale, np.asarray(expected) / scale, atol=2e-5,
-                                   err_msg=jax.tree_util.keystr(path))
+    differences = leaf_differences(got, want)  # each leaf relative to its own largest expected value
+    assert max(differences.values()) <= 2e-5, differences
 
 
 def test_gradient_of_spikes_only_skips_membranes():
@@ -234,7 +229,7 @@ def test_gradient_of_spikes_only_skips_membranes():
     grad = jax.jit(jax.grad(lambda p, x, impl: jnp.sum(glif(p, x, implementation=impl) * weights), argnums=(0, 1)),
                    static_argnums=2)
     want, got = grad(params, x, "fused"), grad(params, x, "kernel")
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5), got, want)
+    assert_tree_close(got, want, rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("time_steps,step_shape", STREAMED_SHAPES[:2])
@@ -253,11 +248,9 @@ def test_float64_gradients_of_large_problems_match_xla_path(time_steps, step_sha
 
         grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
         want, got = grad(params, x, initial, "fused"), grad(params, x, initial, "kernel")
-        for (path, expected), actual in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(got)):
-            assert actual.dtype == np.float64
-            scale = float(jnp.max(jnp.abs(expected))) + 1e-300
-            np.testing.assert_allclose(np.asarray(actual) / scale, np.asarray(expected) / scale, atol=1e-11,
-                                       err_msg=jax.tree_util.keystr(path))
+        assert {leaf.dtype for leaf in jax.tree.leaves(got)} == {np.dtype(np.float64)}
+        differences = leaf_differences(got, want)  # each leaf relative to its own largest expected value
+        assert max(differences.values()) <= 1e-11, differences
 
 
 def test_vmap_over_parameters_and_inputs_equals_loop():
@@ -272,11 +265,11 @@ def test_vmap_over_parameters_and_inputs_equals_loop():
 
     mapped = jax.vmap(lambda p, xb: glif(p, xb, implementation="kernel"))(stacked, x)
     looped = np.stack([np.asarray(glif(p, xb, implementation="kernel")) for p, xb in zip(params, x)])
-    np.testing.assert_array_equal(np.asarray(mapped), looped)
+    assert_tree_close(mapped, looped)
     grads = jax.vmap(jax.grad(loss))(stacked, x)
     for i, p in enumerate(params):
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7), grads,
-                     jax.grad(loss)(p, jnp.asarray(x[i])))
+        assert_tree_close(jax.tree.map(lambda leaf: leaf[i], grads), jax.grad(loss)(p, jnp.asarray(x[i])),
+                          rtol=1e-6, atol=1e-7)
 
 
 def compiled_text(function, *args) -> str:
@@ -292,9 +285,9 @@ def test_auto_uses_the_kernel_on_cpu_and_xla_elsewhere():
     text = compiled_text(grad, params, x)
     assert "glif_jax_cpu_forward" in text and "glif_jax_cpu_backward" in text
     assert "glif_jax_cpu" not in compiled_text(lambda p, x: glif(p, x, implementation="fused"), params, x)
-    for platform in ("cuda", "tpu"):
-        lowered = jax.jit(grad).trace(params, x).lower(lowering_platforms=(platform,)).as_text()
-        assert "glif_jax_cpu" not in lowered, platform
+    for accelerator in ("cuda", "tpu"):
+        lowered = jax.jit(grad).trace(params, x).lower(lowering_platforms=(accelerator,)).as_text()
+        assert "glif_jax_cpu" not in lowered, accelerator
 
 
 def test_auto_falls_back_where_the_kernel_cannot_run():
@@ -305,10 +298,10 @@ def test_auto_falls_back_where_the_kernel_cannot_run():
     x = jnp.asarray(rng.normal(size=(3, 2, 4)).astype(np.float32))
     auto = jax.grad(lambda x: jnp.sum(glif(params, x, surrogate="test_gaussian")))(x)
     fused = jax.grad(lambda x: jnp.sum(glif(params, x, surrogate="test_gaussian", implementation="fused")))(x)
-    np.testing.assert_array_equal(np.asarray(auto), np.asarray(fused))
+    assert_tree_close(auto, fused)
     with pytest.raises(ValueError, match="implementation='kernel'.*user-registered"):
         glif(params, x, surrogate="test_gaussian", implementation="kernel")
     with pytest.raises(ValueError, match="implementation='kernel'.*float32 or float64"):
         glif(params, x.astype(jnp.bfloat16), implementation="kernel")
-    np.testing.assert_array_equal(np.asarray(glif(params, x, state_dtype="bfloat16")),
-                                  np.asarray(glif(params, x, state_dtype="bfloat16", implementation="fused")))
+    assert_tree_close(glif(params, x, state_dtype="bfloat16"),
+                      glif(params, x, state_dtype="bfloat16", implementation="fused"))

@@ -57,6 +57,7 @@ def test_data_parallel_train_steps_equal_the_single_device_steps(report, model, 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("strategy", ["pmap", "mesh"])
 def test_data_parallel_eval_equals_the_single_device_eval(report, model, strategy):
+    assert {"loss", "top1", "top5", "count"} <= set(report[model][strategy]["eval"])
     for name, difference in report[model][strategy]["eval"].items():
         assert difference <= TOLERANCE, (model, strategy, name, difference)
 
@@ -92,13 +93,11 @@ def test_per_process_batch_and_pmap_sharding_helpers():
 
 # ---- the subprocess --------------------------------------------------------------------
 def _max_difference(actual, expected) -> float:
-    import jax
+    """Largest absolute difference over two pytrees of the same structure; raises (and so
+    fails the subprocess) on a NaN or infinity, a shape change or a structure change."""
+    from tests.comparison import absolute_difference, tree_difference
 
-    differences = [
-        float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(e, np.float64)), initial=0.0))
-        for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected))
-    ]
-    return max(differences, default=0.0)
+    return tree_difference(actual, expected, absolute_difference)
 
 
 def _run_strategy(strategy, model, optimizer, host_state, batches, eval_batch):
@@ -127,8 +126,14 @@ def _compare(result, reference) -> dict:
             "step": _max_difference(state.step, ref_state.step),
             "metric_sums": _max_difference(sums, ref_sums),
         },
-        "eval": {name: _max_difference(evaluation[name], ref_evaluation[name]) for name in ref_evaluation},
+        "eval": _per_metric_difference(evaluation, ref_evaluation),
     }
+
+
+def _per_metric_difference(metrics, reference) -> dict:
+    """``{name: difference}`` of two dicts of metric sums, which must have the same names."""
+    assert sorted(metrics) == sorted(reference), (sorted(metrics), sorted(reference))
+    return {name: _max_difference(metrics[name], reference[name]) for name in reference}
 
 
 def _compare_strategies(make_model, input_shape, images, labels, optimizer) -> dict:
@@ -180,11 +185,14 @@ def _compare_loops() -> dict:
                 state, _ = checkpointer.restore(initial_state(config, make_experiment(config)))
             finals[name] = (state, results)
     reference_state, reference_results = finals["none"]
+
+    def without_speeds(results):   # wall-clock speeds differ
+        return {key: value for key, value in results.items() if not key.endswith("images_per_second")}
+
     return {
         name: {
             "state": _max_difference(state, reference_state),
-            "results": max(abs(results[key] - reference_results[key]) for key in reference_results
-                           if not key.endswith("images_per_second")),   # wall-clock speeds differ
+            "results": _max_difference(without_speeds(results), without_speeds(reference_results)),
         }
         for name, (state, results) in finals.items() if name != "none"
     }

@@ -144,3 +144,73 @@ def test_python_dash_m_train_is_the_train_command():
                             text=True, timeout=120)
     assert result.returncode == 0
     assert "usage: glif-train" in result.stdout
+
+
+# ---- the real glif-train as a cluster runs it: signals, divergence, requeue ------------------
+def launch_glif_train(workdir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "train", "--config", DEFAULT_CONFIG, "--workdir", str(workdir), *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_auto_finishes_the_run(tmp_path):
+    """SIGTERM to a training glif-train (as a cluster preempts): it saves a checkpoint of the
+    step it is on and exits 143 without a traceback; the same command with --resume=auto
+    continues from that step and finishes."""
+    import signal
+
+    from glif_jax.checkpoint import Checkpointer
+
+    short = ["--config.num_epochs=2", "--config.batch_size=8", "--config.steps_per_epoch=100",
+             "--config.eval_steps=1", "--config.log_every_steps=1", "--resume=auto"]
+    process = launch_glif_train(tmp_path, *short)
+    for line in process.stderr:   # wait until training is under way
+        if " INFO train.train: step " in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-3000:]
+    assert "Traceback" not in err
+    assert "glif-train: stopped by SIGTERM at step" in err
+    stopped_at = int(err.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    assert 0 < stopped_at < 200
+    with Checkpointer(tmp_path / "checkpoints", read_only=True) as checkpointer:
+        assert checkpointer.latest_step() == stopped_at
+    assert not [path for path in (tmp_path / "checkpoints").iterdir() if "tmp" in path.name]
+
+    resumed = launch_glif_train(tmp_path, *short)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert f"resumed from step {stopped_at}" in err
+    assert '"step": 200' in out.splitlines()[-1]
+
+
+def test_a_diverging_run_exits_1_naming_the_step_and_reports_no_accuracy(tmp_path):
+    process = launch_glif_train(tmp_path, "--config.optim.base_lr=1e8", "--config.log_every_steps=5")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err[-3000:]
+    assert "glif-train: error: training diverged: the loss is not finite at step" in err
+    assert "final test" not in out
+
+
+@pytest.mark.parametrize("args, mode", [
+    ([], "no"), (["--resume"], "yes"), (["--resume=auto"], "auto"), (["--resume", "auto"], "auto"),
+    (["--resume=yes"], "yes"), (["--noresume"], "no"), (["--resume=false"], "no"),
+])
+def test_resume_flag_spellings(monkeypatch, tmp_path, args, mode):
+    calls = []
+    monkeypatch.setattr("train.train.train_and_evaluate",
+                        lambda config, workdir, **options: calls.append(options) or {})
+    monkeypatch.setattr(cli, "_summary", lambda label, results: "")
+    code = cli._run("glif-train", cli._train,
+                    ["glif-train", "--config", DEFAULT_CONFIG, "--workdir", str(tmp_path), *args])
+    assert code == 0
+    assert calls[0]["resume"] == mode and calls[0]["allow_config_change"] is False
+
+
+def test_an_unknown_resume_mode_exits_2(capsys, tmp_path):
+    code = cli._run("glif-train", cli._train,
+                    ["glif-train", "--config", DEFAULT_CONFIG, "--workdir", str(tmp_path), "--resume=maybe"])
+    assert code == 2
+    assert "--resume=maybe" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""train.train: the loop's outputs, reproducibility and exact resume (issues 4 and 5).
+"""train.train: the loop's outputs, reproducibility and exact resume.
 
 Runs `train_and_evaluate` on the stand-ins of tests/train_standins.py (a BatchNorm
 ConvNet on in-memory data): 2-3 epochs of 4 steps of batch 8.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -16,6 +15,7 @@ from glif_jax.checkpoint import CheckpointError, Checkpointer
 from train.state import TrainState
 from train.train import evaluate_checkpoint, initial_state, train_and_evaluate
 from train.writers import METRICS_FILE
+from tests.comparison import assert_tree_close
 from tests.train_standins import Interrupted, make_experiment, small_config
 
 NUM_EPOCHS = 3
@@ -40,9 +40,9 @@ def records(workdir):
 
 
 def assert_bit_identical(actual, expected):
-    assert jax.tree.structure(actual) == jax.tree.structure(expected)
-    for got, want in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    """Equal structure and equal values, leaf by leaf; NaN anywhere fails (two runs that
+    diverged alike must not pass as identical)."""
+    assert_tree_close(actual, expected, rtol=0.0, atol=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,13 @@ def test_run_writes_metrics_tensorboard_config_and_checkpoints(reference_run):
     assert results["best_eval_top1"] == pytest.approx(max(r["top1"] for r in logged if r["split"] == "eval"))
     assert json.loads((workdir / "config.json").read_text())["num_epochs"] == NUM_EPOCHS
     assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
-    assert sorted(int(p.name) for p in (workdir / "checkpoints" / "latest").iterdir()) == [8, 12]  # keep=2
-    assert len(list((workdir / "checkpoints" / "best").iterdir())) == 1
+    with Checkpointer(workdir / "checkpoints", read_only=True) as checkpointer:
+        best_step = checkpointer.best_step()
+        assert set(checkpointer.all_steps()) == {8, 12, best_step}   # keep=2, plus the best
+    eval_top1 = {r["step"]: r["top1"] for r in logged if r["split"] == "eval"}
+    assert eval_top1[best_step] == max(eval_top1.values())
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == sorted(
+        str(step) for step in {8, 12, best_step})
 
 
 def test_tensorboard_events_hold_the_scalars(reference_run):
@@ -127,7 +132,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(reference_run, tmp
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(CheckpointError, match="no latest checkpoint"):
+    with pytest.raises(CheckpointError, match="--resume: no checkpoint in"):
         run(tmp_path / "empty", resume=True)
 
 

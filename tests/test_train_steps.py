@@ -19,6 +19,7 @@ from glif_jax import parallel
 from train import metrics, steps
 from train.evaluate import evaluate, pad_batch
 from train.state import create_train_state
+from tests.comparison import assert_tree_close
 from tests.train_standins import IMAGE_SHAPE, NUM_CLASSES, TinyBatchNormNet, dataset
 
 
@@ -71,6 +72,17 @@ def test_ties_do_not_count_as_correct():
     np.testing.assert_array_equal(metrics.top_k_correct(tied, jnp.array([2]), 2), [1])
 
 
+def test_non_finite_logits_never_count_as_correct():
+    """A NaN or infinite logit in a row makes that row wrong for top-1 and top-5, whatever
+    the label (a NaN row would otherwise rank no class ahead of the label)."""
+    logits = jnp.array([[np.nan] * 4, [1.0, np.inf, 0.0, 0.0], [0.0, 1.0, np.nan, 0.0], [3.0, 1.0, 2.0, 0.0]])
+    labels = jnp.array([0, 1, 1, 0])
+    np.testing.assert_array_equal(metrics.top_k_correct(logits, labels, 1), [0, 0, 0, 1])
+    np.testing.assert_array_equal(metrics.top_k_correct(logits, labels, 5), [0, 0, 0, 1])
+    sums = metrics.batch_sums(logits, labels)
+    assert float(sums["top1"]) == 1 and float(sums["top5"]) == 1 and not np.isfinite(float(sums["loss"]))
+
+
 def test_masked_sums_ignore_padding():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(6, 4)).astype(np.float32)
@@ -110,16 +122,15 @@ def test_train_step_loss_is_cross_entropy_of_the_model_logits(tiny):
 
     grads = jax.grad(mean_loss)(state.params)  # first momentum step: update = -lr * grad
     expected = jax.tree.map(lambda p, g: p - 0.1 * g, state.params, grads)
-    for got, want in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(expected)):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert_tree_close(new_state.params, expected, rtol=1e-5, atol=1e-6)
+    assert float(sums["nonfinite"]) == 0
 
 
 def test_train_step_updates_running_statistics_and_is_pure(tiny):
     state, batch = tiny["state"], {"image": tiny["images"][:8], "label": tiny["labels"][:8]}
     first_state, first_sums = tiny["train_fn"](state, batch)
     again_state, again_sums = tiny["train_fn"](state, batch)
-    for got, want in zip(jax.tree.leaves((again_state, again_sums)), jax.tree.leaves((first_state, first_sums))):
-        np.testing.assert_array_equal(got, want)
+    assert_tree_close((again_state, again_sums), (first_state, first_sums))
     mean_before = state.batch_stats["BatchNorm_0"]["mean"]
     mean_after = first_state.batch_stats["BatchNorm_0"]["mean"]
     assert not np.allclose(mean_before, mean_after)
@@ -210,3 +221,24 @@ def test_spike_stats_are_logged_only_when_asked(tiny):
     for layer, rate in expected.items():
         np.testing.assert_allclose(float(eval_sums[f"spikes/{layer}/rate"]) / 8, rate, rtol=1e-5)
     assert not any(name.startswith("spikes/") for name in steps.eval_step(state, batch, model=model))
+
+
+@pytest.mark.parametrize("skip_nonfinite", [False, True])
+def test_a_non_finite_step_is_flagged_and_skipped_only_when_asked(tiny, skip_nonfinite):
+    """A NaN in the images makes the loss NaN: ``nonfinite`` is 1. Skipping keeps params,
+    batch statistics and optimizer state exactly, advances the step and zeroes the sums."""
+    model, optimizer, state = tiny["model"], tiny["optimizer"], tiny["state"]
+    train_fn = jax.jit(functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                                         skip_nonfinite=skip_nonfinite))
+    images = np.array(tiny["images"][:8])
+    images[3, 0, 0, 0] = np.nan
+    new_state, sums = train_fn(state, {"image": images, "label": tiny["labels"][:8]})
+    assert float(sums["nonfinite"]) == 1 and int(new_state.step) == int(state.step) + 1
+    if skip_nonfinite:
+        assert_tree_close((new_state.params, new_state.batch_stats, new_state.opt_state),
+                          (state.params, state.batch_stats, state.opt_state))
+        assert {name: float(value) for name, value in sums.items() if name != "nonfinite"} == {
+            "loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
+    else:
+        assert not np.isfinite(np.asarray(new_state.params["Dense_0"]["kernel"])).all()
+        assert not np.isfinite(float(sums["loss"]))

@@ -6,6 +6,8 @@ without the real models and data floors (and in a fraction of their compile time
 
 from __future__ import annotations
 
+from typing import Callable
+
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
@@ -61,11 +63,13 @@ def make_experiment(
     train_size: int = 64,
     eval_size: int = 20,
     interrupt_at_batch: int | None = None,
+    batch_hook: Callable[[int, dict], dict] | None = None,
 ) -> Experiment:
     """An ``Experiment`` over in-memory data whose order depends on ``(config.seed, epoch)``.
 
     ``interrupt_at_batch``: raise ``Interrupted`` when the run asks for its n-th train batch
     (counted over the whole run, from 0) — a kill in the middle of training.
+    ``batch_hook(n, batch) -> batch``: sees (and may replace) the n-th train batch served.
     """
     train_images, train_labels = dataset(1, train_size)
     eval_images, eval_labels = dataset(2, eval_size)
@@ -77,9 +81,12 @@ def make_experiment(
             for start in range(0, train_size - config.batch_size + 1, config.batch_size):
                 if interrupt_at_batch is not None and served[0] == interrupt_at_batch:
                     raise Interrupted(f"simulated kill at batch {served[0]}")
-                served[0] += 1
                 rows = order[start:start + config.batch_size]
-                yield {"image": train_images[rows], "label": train_labels[rows]}
+                batch = {"image": train_images[rows], "label": train_labels[rows]}
+                if batch_hook is not None:
+                    batch = batch_hook(served[0], batch)
+                served[0] += 1
+                yield batch
 
     def eval_batches():
         for start in range(0, eval_size, config.eval_batch_size):  # last batch partial, no mask
@@ -114,7 +121,8 @@ def small_config(**overrides) -> ml_collections.ConfigDict:
         optim=dict(base_lr=0.1, momentum=0.9, weight_decay=0.0, gate_lr_scale=1.0, primitive_lr_scale=1.0,
                    cosine_period_epochs=None, step_schedule_per="step", nesterov=False),
         half_precision=False, parallel="none",
-        checkpoint={"every_epochs": 1, "keep": 2, "async_save": True},
+        checkpoint={"every_epochs": 1, "every_steps": None, "keep": 2, "async_save": True},
+        nonfinite={"action": "stop", "max_consecutive_skips": 3},
         log_every_steps=2, spike_stats=False,
     ))
     for key, value in overrides.items():

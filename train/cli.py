@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,11 +26,16 @@ EXIT_FAILURE = 1
 
 TRAIN_USAGE = """\
 usage: glif-train --config configs/<name>.py --workdir DIR [--config.<key>=<value> ...]
-                  [--resume] [--distributed]
+                  [--resume[=yes|auto|no]] [--allow_config_change] [--distributed]
        (python -m train takes the same flags)
 
 Trains the model, dataset and recipe a config file describes, evaluating on the test
 split after every epoch, and prints the final test accuracy.
+
+Exit status: 0 when training finished; 1 on an error (e.g. the loss became NaN or
+infinite: the step is named and the checkpoints before it are kept); 2 on a bad command
+line or config; 143 (SIGTERM) or 130 (SIGINT) after saving a checkpoint on that signal —
+the run continues with the same command plus --resume=auto.
 
   --config FILE            a Python file with get_config() -> ConfigDict (configs/*.py;
                            configs/default.py: digits + tiny_convnet, minutes on a CPU).
@@ -42,10 +48,16 @@ split after every epoch, and prints the final test accuracy.
   --workdir DIR            where the run lives: config.json, metrics.jsonl (one JSON
                            record per log: step, split, loss, top1, top5, images_per_second,
                            lr/<group>), tensorboard/ (tensorboard --logdir DIR),
-                           checkpoints/latest (the last checkpoint.keep) and checkpoints/best.
-  --resume                 continue the run in DIR from its newest checkpoint; the result is
-                           identical to an uninterrupted run. Without it, a DIR that already
-                           holds checkpoints is refused.
+                           checkpoints/<step> (the newest checkpoint.keep and the best).
+  --resume[=yes]           continue the run in DIR from its newest intact checkpoint; the
+                           result is identical to an uninterrupted run. A config that changes
+                           the training (model, data, batch size, epochs, optimiser, seed, ...)
+                           is refused; logging, evaluation and checkpoint settings may change.
+  --resume=auto            continue when DIR holds a checkpoint, start otherwise: the command
+                           for a job that a cluster may preempt and requeue.
+  --resume=no              (default) start a new run; a DIR with checkpoints is refused.
+  --allow_config_change    resume even though the config changes the training (recorded in
+                           DIR/config_history.jsonl).
   --distributed            call jax.distributed.initialize() first (multi-host runs; also
                            automatic when JAX_COORDINATOR_ADDRESS is set). Every process runs
                            the same command; each reads its own shard of the data.
@@ -54,7 +66,9 @@ Important config keys: seed, num_epochs, batch_size (global, all devices),
 eval_batch_size, steps_per_epoch (None = dataset size // batch_size), eval_steps (None =
 whole test split), log_every_steps, half_precision (bfloat16 compute, float32 params),
 parallel ("none" | "pmap" | "mesh": data parallel over all devices), spike_stats (log
-per-layer firing rates), checkpoint.every_epochs / keep / async_save, model.* (name,
+per-layer firing rates), checkpoint.every_epochs / every_steps / keep / async_save,
+nonfinite.action ("stop" at a non-finite loss | "skip" such steps) /
+max_consecutive_skips, model.* (name,
 time_steps, neuron.kind/gates/...), dataset.* (name, data_dir, augment), optim.* (base_lr,
 momentum, weight_decay, gate_lr_scale, cosine_period_epochs, step_schedule_per).
 """
@@ -82,7 +96,10 @@ class UsageError(Exception):
 def train_main(argv: Sequence[str] | None = None) -> None:
     """``glif-train``: parse, validate, train, print the final accuracy."""
     settings = runtime.configure_for_training()   # before NumPy and JAX are imported
-    sys.exit(_run("glif-train", _train, sys.argv if argv is None else list(argv), settings))
+    status = _run("glif-train", _train, sys.argv if argv is None else list(argv), settings)
+    if status == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # the run is complete: a preemption now loses nothing
+    sys.exit(status)
 
 
 def eval_main(argv: Sequence[str] | None = None) -> None:
@@ -105,6 +122,8 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
 def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
          speed_settings: list[str] | None = None) -> int:
     from glif_jax.checkpoint import CheckpointError
+    from train.stop_signals import RunInterrupted
+    from train.train import TrainingDiverged
     from train.validation import ConfigError
 
     _setup_logging()
@@ -116,11 +135,15 @@ def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
         print(f"{program}: error: {error}", file=sys.stderr)
         print(f"(see {program} --help)", file=sys.stderr)
         return EXIT_USAGE
-    except (CheckpointError, FileExistsError, FileNotFoundError) as error:
+    except (CheckpointError, FileExistsError, FileNotFoundError, TrainingDiverged) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except RunInterrupted as stop:
+        print(f"{program}: {stop}", file=sys.stderr)
+        return stop.exit_status
     except KeyboardInterrupt:
-        print(f"{program}: interrupted (continue with --resume)", file=sys.stderr)
+        print(f"{program}: interrupted at once, without a checkpoint (continue from the last one "
+              "with --resume=auto)", file=sys.stderr)
         return 130
     return 0
 
@@ -141,23 +164,31 @@ def _train(argv: list[str]) -> None:
         "config", None, "config file (configs/<name>.py)", flag_values=values, sys_argv=argv
     )
     flags.DEFINE_string("workdir", None, "work directory of the run", flag_values=values)
-    flags.DEFINE_bool("resume", False, "continue from the newest checkpoint in --workdir", flag_values=values)
+    flags.DEFINE_enum("resume", "no", RESUME_CHOICES, "continue from the newest checkpoint in --workdir: "
+                      "yes | auto (if there is one) | no", flag_values=values)
+    flags.DEFINE_bool("allow_config_change", False, "resume even with a config that changes the training",
+                      flag_values=values)
     flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
-    _parse(values, argv, TRAIN_USAGE)
+    _parse(values, _resume_flag_spelled_out(argv), TRAIN_USAGE)
     if values["config"].value is None:
         raise UsageError("--config FILE is required")
     config = _loaded_config(values)
     if not values.workdir:
         raise UsageError("--workdir DIR is required")
 
-    from glif_jax import parallel
+    from train.stop_signals import StopSignals
 
-    parallel.initialize_distributed(force=values.distributed)
-    from train.train import train_and_evaluate
+    # from here on SIGTERM/SIGINT ask for a checkpoint and a clean stop after the current step
+    with StopSignals() as stop_signals:
+        from glif_jax import parallel
 
-    results = train_and_evaluate(config, Path(values.workdir), resume=values.resume)
-    print(_summary("final test", results), flush=True)
-    print(json.dumps({"final": results}, sort_keys=True), flush=True)
+        parallel.initialize_distributed(force=values.distributed)
+        from train.train import train_and_evaluate
+
+        results = train_and_evaluate(config, Path(values.workdir), resume=RESUME_CHOICES[values.resume],
+                                     allow_config_change=values.allow_config_change, stop_signals=stop_signals)
+        print(_summary("final test", results), flush=True)
+        print(json.dumps({"final": results}, sort_keys=True), flush=True)
 
 
 # ---- glif-eval -------------------------------------------------------------------------
@@ -191,6 +222,22 @@ def _eval(argv: list[str]) -> None:
 
 
 # ---- parsing helpers -------------------------------------------------------------------
+RESUME_CHOICES = {"yes": "yes", "true": "yes", "auto": "auto", "no": "no", "false": "no"}
+
+
+def _resume_flag_spelled_out(argv: list[str]) -> list[str]:
+    """``--resume`` alone means ``--resume=yes`` and ``--noresume`` means ``--resume=no``."""
+    spelled = []
+    for index, arg in enumerate(argv):
+        value_follows = index + 1 < len(argv) and argv[index + 1] in RESUME_CHOICES
+        if arg == "--resume" and not value_follows:
+            arg = "--resume=yes"
+        elif arg == "--noresume":
+            arg = "--resume=no"
+        spelled.append(arg)
+    return spelled
+
+
 def _parse(values: flags.FlagValues, argv: list[str], usage: str) -> None:
     """Parses ``argv`` into ``values``; ``--help`` prints the usage (and the config) and exits."""
     if "-h" in argv or "--help" in argv or "--helpfull" in argv:

@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 
-
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example softmax cross-entropy; logits [B, classes], int labels [B] -> [B] float32."""
     logits = logits.astype(jnp.float32)
@@ -30,14 +29,16 @@ def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
     Ties rank the lower class index first (as ``argmax`` and a stable sort do), so equal
     logits never count as correct for free: the label's rank is the number of classes
-    scoring higher plus the lower-indexed classes scoring the same.
+    scoring higher plus the lower-indexed classes scoring the same. A row with a NaN or
+    infinite logit is never correct (a diverged model must not score).
     """
     logits = logits.astype(jnp.float32)
     labels = labels.astype(jnp.int32)
     label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
     classes = jnp.arange(logits.shape[-1])
     ahead = (logits > label_logit) | ((logits == label_logit) & (classes[None, :] < labels[:, None]))
-    return (jnp.sum(ahead, axis=-1) < min(k, logits.shape[-1])).astype(jnp.float32)
+    ranked = jnp.sum(ahead, axis=-1) < min(k, logits.shape[-1])
+    return (ranked & jnp.all(jnp.isfinite(logits), axis=-1)).astype(jnp.float32)
 
 
 def batch_sums(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None) -> dict[str, jax.Array]:
@@ -68,6 +69,17 @@ class MeanAccumulator:
     @property
     def count(self) -> float:
         return self._totals.get("count", 0.0)
+
+    @property
+    def totals(self) -> dict[str, float]:
+        """The running sums (e.g. to save them with a mid-epoch checkpoint)."""
+        return dict(self._totals)
+
+    @classmethod
+    def from_totals(cls, totals: Mapping[str, float]) -> "MeanAccumulator":
+        accumulator = cls()
+        accumulator._totals = {name: float(value) for name, value in totals.items()}
+        return accumulator
 
     def result(self) -> dict[str, float]:
         """Averages of every metric (``count`` itself is returned as the total)."""

@@ -6,7 +6,11 @@ Both take ``(state, batch)`` and static keyword arguments (bind them with
 
 Both return metric *sums* over the batch (``loss``, ``top1``, ``top5``, ``count``, and
 ``spikes/<layer>/...`` when asked), summed over devices too when ``axis_name`` is given;
-divide by ``count`` on the host (``train.metrics.MeanAccumulator``).
+divide by ``count`` on the host (``train.metrics.MeanAccumulator``). The train step adds
+``nonfinite`` (:data:`NONFINITE`): 1 when its loss (with ``skip_nonfinite``, also a
+gradient) was not finite, else 0 — read on the host with the other sums, so watching for
+divergence costs no extra sync. (Without skipping, a non-finite gradient under a finite loss
+makes the next step's loss non-finite.)
 
 ``axis_name`` is the pmap axis (``glif_jax.parallel.AXIS_NAME``) or None. With it, the
 gradients are averaged over devices before the update, the new batch statistics are
@@ -29,6 +33,8 @@ from train.state import TrainState
 
 Batch = dict[str, jax.Array]
 
+NONFINITE = "nonfinite"
+
 
 def _variables(state: TrainState, params: Any) -> dict[str, Any]:
     variables = {"params": params}
@@ -45,6 +51,7 @@ def train_step(
     optimizer: optax.GradientTransformation,
     axis_name: str | None = None,
     spike_stats: bool = False,
+    skip_nonfinite: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on the mean cross-entropy of the time-averaged logits.
 
@@ -52,6 +59,10 @@ def train_step(
     Its compute dtype is the model's own (bfloat16 under ``half_precision``); the logits,
     the loss and the gradients of the float32 parameters are float32. Train batches are
     full (no padding): a "mask" entry, if present, is ignored.
+
+    ``skip_nonfinite``: when the loss or a gradient is not finite, keep the parameters,
+    batch statistics and optimizer state as they were (only ``step`` advances) and return
+    zero metric sums for the step; ``sums["nonfinite"]`` says which steps were skipped.
     """
     step_rng = jax.random.fold_in(state.rng, state.step)
     mutable = ["batch_stats", "spike_stats"] if spike_stats else ["batch_stats"]
@@ -68,11 +79,17 @@ def train_step(
         loss = jnp.mean(metrics_lib.cross_entropy(logits, batch["label"]))
         return loss, (logits, updates)
 
-    (_, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     batch_stats = updates.get("batch_stats", state.batch_stats)
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
         batch_stats = jax.lax.pmean(batch_stats, axis_name)
+
+    finite = jnp.isfinite(loss)
+    if skip_nonfinite:   # a finite loss can still have an overflowing gradient: never apply one
+        finite &= jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    if axis_name is not None:   # the loss is per device: skip or stop on every device alike
+        finite = jax.lax.pmin(finite.astype(jnp.int32), axis_name).astype(bool)
 
     param_updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_state = state.replace(
@@ -85,8 +102,16 @@ def train_step(
     sums = metrics_lib.batch_sums(logits, batch["label"])
     if spike_stats:
         sums.update(_spike_sums(updates, sums["count"]))
+    if skip_nonfinite:
+        new_state = new_state.replace(**{
+            field: jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                getattr(new_state, field), getattr(state, field))
+            for field in ("params", "batch_stats", "opt_state")
+        })
+        sums = jax.tree.map(lambda value: jnp.where(finite, value, jnp.zeros_like(value)), sums)
     if axis_name is not None:
         sums = jax.lax.psum(sums, axis_name)
+    sums[NONFINITE] = 1.0 - finite.astype(jnp.float32)
     return new_state, sums
 
 

@@ -16,6 +16,7 @@ from glif_jax.neuron import GATE_MODES, KIND_PARAM_NAMES, NeuronConfig
 
 NEURON_KINDS = tuple(KIND_PARAM_NAMES)
 SCHEDULE_STEPS = ("epoch", "step")
+NONFINITE_ACTIONS = ("stop", "skip")
 
 
 class ConfigError(ValueError):
@@ -129,6 +130,12 @@ def validate_config(
     _integer(config, "checkpoint.every_epochs", minimum=1)
     _integer(config, "checkpoint.keep", minimum=1)
     _boolean(config, "checkpoint.async_save")
+    # absent from runs saved before they existed (then: no mid-epoch checkpoints, stop on non-finite)
+    if "every_steps" in config.checkpoint:
+        _integer(config, "checkpoint.every_steps", minimum=1, optional=True)
+    if "nonfinite" in config:
+        _choice(config, "nonfinite.action", NONFINITE_ACTIONS)
+        _integer(config, "nonfinite.max_consecutive_skips", minimum=1)
 
     _choice(config, "dataset.name", dataset_names())
     _choice(config, "model.name", model_names())

@@ -39,10 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glif-plot", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", help="a glif-train work directory, its checkpoints/ directory, or one "
-                                     "checkpoint directory (checkpoints/latest/<step> or checkpoints/best/<step>)")
+                                     "checkpoint directory (checkpoints/<step>)")
     parser.add_argument("--out", required=True, help="directory for the figures and tables (created)")
     parser.add_argument("--checkpoint", choices=("latest", "best"), default="latest",
-                        help="which checkpoint of a work directory to describe (default: latest)")
+                        help="which checkpoint of a work directory to describe: the newest or the one with the best "
+                             "test top-1 (default: latest)")
     parser.add_argument("--step", type=int, default=None, help="the step of that checkpoint (default: newest)")
     parser.add_argument("--pdf", action="store_true", help="also write every figure as PDF")
     parser.add_argument("--batch-size", type=int, default=32,

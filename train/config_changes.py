@@ -1,0 +1,88 @@
+"""What changed between a run's saved config and the config it is resumed with.
+
+A resumed run continues the trajectory its checkpoint belongs to only if nothing that
+shapes that trajectory changed: the model, neuron, data, batch size, steps per epoch,
+number of epochs (the cosine schedule), optimiser, seed, precision or parallel layout.
+Keys that only change what is logged, evaluated or saved (:data:`HARMLESS`) may change
+freely. ``train_and_evaluate`` refuses the others unless told that the change is
+deliberate, and records every resume in ``config_history.jsonl`` of the work directory
+(the run's ``config.json`` is never rewritten).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+HISTORY_FILE = "config_history.jsonl"
+
+# Dotted keys (or prefixes ending in ".") whose value does not alter the trained parameters.
+HARMLESS = (
+    "log_every_steps",
+    "eval_batch_size",
+    "eval_steps",
+    "spike_stats",
+    "checkpoint.",
+    "nonfinite.",            # what to do if a step is not finite: a finite run is unchanged
+    "dataset.data_dir",      # where the same data lives
+    "dataset.cache_dir",
+    "dataset.prefetch",
+    "dataset.eval_path",
+)
+
+_ABSENT = "<absent>"
+
+
+def flatten(config: Any) -> dict[str, Any]:
+    """``{"model.neuron.kind": "glif", ...}`` of a ConfigDict (or nested dicts), JSON values."""
+    tree = json.loads(config.to_json()) if hasattr(config, "to_json") else json.loads(json.dumps(config))
+    flat: dict[str, Any] = {}
+
+    def visit(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                visit(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    visit(tree, "")
+    return flat
+
+
+def changes(saved: Any, current: Any) -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved value, current value)}`` for every key whose value differs (or exists
+    on one side only: then the missing side is ``"<absent>"``)."""
+    old, new = flatten(saved), flatten(current)
+    return {key: (old.get(key, _ABSENT), new.get(key, _ABSENT))
+            for key in sorted(set(old) | set(new)) if old.get(key, _ABSENT) != new.get(key, _ABSENT)}
+
+
+def is_harmless(key: str) -> bool:
+    return any(key == name or (name.endswith(".") and key.startswith(name)) for name in HARMLESS)
+
+
+def trajectory_changes(changed: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """The entries of ``changed`` that alter the training trajectory."""
+    return {key: values for key, values in changed.items() if not is_harmless(key)}
+
+
+def describe(changed: dict[str, tuple[Any, Any]]) -> str:
+    """One line per key: ``model.time_steps: 4 -> 2``."""
+    return "\n".join(f"  {key}: {json.dumps(old)} -> {json.dumps(new)}" for key, (old, new) in changed.items())
+
+
+def record_resume(workdir: Path, step: int, changed: dict[str, tuple[Any, Any]], config: Any) -> Path:
+    """Appends one line to ``workdir/config_history.jsonl``: when, at which step, what changed,
+    and the whole config the run continues with."""
+    path = Path(workdir) / HISTORY_FILE
+    record = {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "resumed_at_step": step,
+        "changes": {key: [old, new] for key, (old, new) in changed.items()},
+        "config": json.loads(config.to_json()) if hasattr(config, "to_json") else config,
+    }
+    with path.open("a") as history:
+        history.write(json.dumps(record, sort_keys=True) + "\n")
+    return path
