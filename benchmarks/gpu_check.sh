@@ -88,7 +88,7 @@ for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "nump
         print(f"{name} NOT INSTALLED")
 print("jax plugins:", sorted(d.metadata["Name"] for d in importlib.metadata.distributions()
                              if (d.metadata["Name"] or "").lower().startswith("jax")))
-for module in ("yaml", "ml_collections", "spikingjelly.activation_based.neuron", "glif_jax", "train.cli"):
+for module in ("yaml", "ml_collections", "spikingjelly.activation_based.neuron", "glif_jax", "glif_jax.train.cli"):
     try:
         print(f"import {module}: ok, {getattr(importlib.import_module(module), '__file__', '?')}")
     except Exception as error:  # report and go on: the later steps show what it costs

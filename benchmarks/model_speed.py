@@ -4,8 +4,8 @@ For each model it times one SGD step (forward, backward, the paper's optimiser w
 parameter groups) on the same batch shape, three ways:
 
 - ``glif-jax``: exactly what ``glif-train`` runs — the experiment's config file
-  (``configs/*.py``), ``train.steps.train_step`` compiled by the ``"none"`` strategy with the
-  state donated, in a process set up by ``train.runtime.configure_for_training`` as
+  (``configs/*.py``), ``glif_jax.train.steps.train_step`` compiled by the ``"none"`` strategy with the
+  state donated, in a process set up by ``glif_jax.train.runtime.configure_for_training`` as
   ``glif-train`` sets itself up (no flag or variable for the user to know);
 - ``glif-jax no remat``: the same with ``--config.model.remat=False`` (keeps every tdBN
   output and membrane for the backward pass instead of recomputing them: faster, more memory);
@@ -81,7 +81,7 @@ def _batch_arrays(model: str, batch: int, config) -> tuple:
 def _config(model: str, width: float):
     import importlib
 
-    config = importlib.import_module(f"configs.{MODELS[model][0]}").get_config()
+    config = importlib.import_module(f"glif_jax.configs.{MODELS[model][0]}").get_config()
     if width != 1.0:
         with config.unlocked():
             config.model.kwargs.width_multiplier = width
@@ -89,7 +89,7 @@ def _config(model: str, width: float):
 
 
 def _glif_jax_worker(model: str, batch: int, steps: int, width: float, remat: bool) -> dict:
-    from train import runtime
+    from glif_jax.train import runtime
 
     settings = runtime.configure_for_training()   # as glif-train: may restart this process
     import functools
@@ -97,8 +97,8 @@ def _glif_jax_worker(model: str, batch: int, steps: int, width: float, remat: bo
     import jax
 
     from glif_jax import models, optim, parallel
-    from train import steps as train_steps
-    from train.state import create_train_state
+    from glif_jax.train import steps as train_steps
+    from glif_jax.train.state import create_train_state
 
     config = _config(model, width)
     with config.unlocked():

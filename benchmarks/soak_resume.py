@@ -1,7 +1,7 @@
 """Soak test of preemption and resume: kill glif-train again and again, resume, compare.
 
 Runs the default config (digits + tiny_convnet, shortened and with a checkpoint every few
-steps) through ``python -m train``, once uninterrupted and once interrupted ``--kills``
+steps) through ``python -m glif_jax.train``, once uninterrupted and once interrupted ``--kills``
 times: each launch runs with ``--resume=auto`` and is killed at a random moment, in turn
 
   - SIGKILL at a random time after training started,
@@ -46,7 +46,7 @@ KILL_KINDS = ("SIGKILL at a random time", "SIGTERM at a random time", "SIGKILL d
 
 def launch(workdir: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "train", "--config", str(REPO / "configs" / "default.py"),
+        [sys.executable, "-m", "glif_jax.train", "--config", str(REPO / "configs" / "default.py"),
          "--workdir", str(workdir), "--resume=auto", *SHORT_RUN],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -58,7 +58,7 @@ def wait_for_training(process: subprocess.Popen, log: list[str]) -> bool:
     started = False
     for line in process.stderr:
         log.append(line)
-        if " INFO train.train: step " in line:
+        if " INFO glif_jax.train.train: step " in line:
             started = True
             break
     threading.Thread(target=lambda: log.extend(process.stderr), daemon=True).start()

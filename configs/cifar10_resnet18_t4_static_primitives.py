@@ -6,7 +6,7 @@ Everything else as in cifar10_resnet18_t4.py.
 
 import ml_collections
 
-from configs import base
+from glif_jax.configs import base
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -5,7 +5,7 @@ Paper top-1: 95.14 %.
 
 import ml_collections
 
-from configs import base
+from glif_jax.configs import base
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -5,7 +5,7 @@ The data ship inside scikit-learn; a few minutes on 2 CPU cores.
 
 import ml_collections
 
-from configs import base
+from glif_jax.configs import base
 
 
 def get_config() -> ml_collections.ConfigDict:

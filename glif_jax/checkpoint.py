@@ -39,9 +39,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jax
-import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
+
+from glif_jax.extras import require
+
+ml_collections = require("ml_collections", "train", "glif_jax.checkpoint")
+ocp = require("orbax.checkpoint", "train", "glif_jax.checkpoint")
 
 PyTree = Any
 

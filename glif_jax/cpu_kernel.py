@@ -24,6 +24,7 @@ import functools
 import importlib.util
 import math
 import os
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -86,6 +87,23 @@ def _load() -> str | None:
 def available() -> bool:
     """True where the compiled kernel is installed and registered with XLA."""
     return _load() is None
+
+
+@functools.cache
+def warn_unavailable() -> None:
+    """Says once per process, as a warning at first use on a CPU, that the kernel is missing
+    and why (not only in pip's build log)."""
+    reason = _load()
+    if reason is not None and jax.default_backend() == "cpu":
+        warnings.warn(
+            f"glif_jax runs the GLIF time loop on its pure-XLA path on this CPU because {reason}. "
+            "The numbers are the same; the compiled kernel is several times faster.",
+            KernelUnavailableWarning, stacklevel=3,
+        )
+
+
+class KernelUnavailableWarning(UserWarning):
+    """The compiled CPU kernel is not installed or cannot load; the XLA path runs instead."""
 
 
 def isa() -> str | None:

@@ -24,7 +24,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.patches import PathPatch, Rectangle
 
-from configs import default
+from glif_jax.configs import default
 from glif_jax import models
 from glif_jax.analysis import report, run_model
 from glif_jax.analysis.cli import main
@@ -377,7 +377,7 @@ def test_bad_command_lines(tmp_path, capsys):
 
 
 def test_end_to_end_after_a_two_step_training_run(tmp_path):
-    from train.train import train_and_evaluate
+    from glif_jax.train.train import train_and_evaluate
 
     config = default.get_config()
     config.num_epochs, config.steps_per_epoch, config.eval_steps = 1, 2, 1

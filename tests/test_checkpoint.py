@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from glif_jax.checkpoint import CheckpointError, Checkpointer, load_config, save_config
-from train.state import TrainState
+from glif_jax.train.state import TrainState
 from tests.train_standins import small_config
 
 

@@ -8,7 +8,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from configs import base
+from glif_jax.configs import base
 from glif_jax import models, optim
 from glif_jax.neuron import NeuronConfig
 
@@ -168,21 +168,27 @@ def test_default_config_trains_offline_on_digits():
     assert config.batch_size <= 128
 
 
-def test_npz_config_points_at_local_files_and_can_be_redirected():
-    """A CPU-sized run: quarter-width ResNet-18, T = 4, batch 64, 20 epochs, the CIFAR recipe otherwise."""
+def test_npz_config_takes_its_files_from_the_command_line():
+    """A CPU-sized run: quarter-width ResNet-18, T = 4, batch 64, 20 epochs, the CIFAR recipe
+    otherwise. It names no data path of its own: without the two files, validation says which
+    keys to give."""
+    from glif_jax.train.validation import ConfigError, validate_config
+
     config = load("cifar10_npz_resnet18_t4")
     assert (config.model.name, config.model.time_steps, config.batch_size, config.num_epochs) == (
         "resnet18", 4, 64, 20)
     assert dict(config.model.kwargs) == NARROW_KWARGS
     assert config.dataset.name == "npz"
     assert config.dataset.normalization == "cifar10"
-    assert config.dataset.train_path.endswith("cifar10_train_5k.npz")
-    assert config.dataset.eval_path.endswith("cifar10_test.npz")
+    assert config.dataset.train_path is None and config.dataset.eval_path is None
     assert config.optim.base_lr == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match=r"config.dataset.train_path is required for the 'npz' dataset"):
+        validate_config(config, device_count=1, process_count=1)
     moved = load("cifar10_npz_resnet18_t4", "--config.dataset.train_path=/data/train.npz",
                  "--config.dataset.eval_path=/data/test.npz")
     assert (moved.dataset.train_path, moved.dataset.eval_path) == ("/data/train.npz",
                                                                  "/data/test.npz")
+    validate_config(moved, device_count=1, process_count=1)
 
 
 def test_command_line_overrides_existing_keys_including_empty_ones():

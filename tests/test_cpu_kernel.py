@@ -305,3 +305,27 @@ def test_auto_falls_back_where_the_kernel_cannot_run():
         glif(params, x.astype(jnp.bfloat16), implementation="kernel")
     assert_tree_close(glif(params, x, state_dtype="bfloat16"),
                       glif(params, x, state_dtype="bfloat16", implementation="fused"))
+
+
+def test_a_missing_kernel_is_said_once_at_first_use(monkeypatch):
+    """Without the compiled extension, the first CPU use warns once, naming why, and the same
+    numbers come from the XLA path; a kernel that can run never warns."""
+    reason = "the C++ extension glif_jax._glif_cpu is not built (test)"
+    monkeypatch.setattr(cpu_kernel, "_load", lambda: reason)
+    cpu_kernel.warn_unavailable.cache_clear()
+    rng = np.random.default_rng(8)
+    params = logits_for(rng, 3, 4)
+    x = jnp.asarray(rng.normal(size=(3, 2, 4)).astype(np.float32))
+    with pytest.warns(cpu_kernel.KernelUnavailableWarning, match="pure-XLA path .*not built \\(test\\)"):
+        spikes = glif(params, x)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        glif(params, x + 1)   # once per process
+    assert_tree_close(spikes, glif(params, x, implementation="fused"))
+    monkeypatch.undo()
+    cpu_kernel.warn_unavailable.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        glif(params, x)

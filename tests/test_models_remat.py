@@ -18,8 +18,8 @@ import pytest
 from glif_jax import models
 from glif_jax.optim import torch_sgd
 from tests.comparison import relative_difference
-from train.state import create_train_state
-from train.steps import train_step
+from glif_jax.train.state import create_train_state
+from glif_jax.train.steps import train_step
 
 TOLERANCE = 1e-5   # float32 rounding: XLA fuses the recomputed layers differently
 MEMORY_SCHEDULER = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}   # see train/runtime.py
@@ -68,7 +68,7 @@ def test_remat_needs_less_memory(both):
 
 
 def test_the_configs_turn_it_on_and_it_can_be_turned_off():
-    from configs import cifar10_resnet18_t4
+    from glif_jax.configs import cifar10_resnet18_t4
 
     assert models.get_model("resnet18", num_classes=10, time_steps=2).remat is False
     config = cifar10_resnet18_t4.get_config()

@@ -101,7 +101,7 @@ def _max_difference(actual, expected) -> float:
 
 
 def _run_strategy(strategy, model, optimizer, host_state, batches, eval_batch):
-    from train import steps
+    from glif_jax.train import steps
 
     train_fn = strategy.compile(functools.partial(steps.train_step, model=model, optimizer=optimizer,
                                                   axis_name=strategy.axis_name), donate_state=True)
@@ -141,7 +141,7 @@ def _compare_strategies(make_model, input_shape, images, labels, optimizer) -> d
     import jax
 
     from glif_jax import parallel
-    from train.state import create_train_state
+    from glif_jax.train.state import create_train_state
 
     batches = [{"image": images[:8], "label": labels[:8]}, {"image": images[8:16], "label": labels[8:16]}]
     eval_batch = {"image": images[:8], "label": labels[:8], "mask": np.array([1] * 6 + [0] * 2, np.float32)}
@@ -172,7 +172,7 @@ def _compare_loops() -> dict:
 
     from glif_jax import parallel
     from glif_jax.checkpoint import Checkpointer
-    from train.train import initial_state, train_and_evaluate
+    from glif_jax.train.train import initial_state, train_and_evaluate
     from tests.train_standins import make_experiment, small_config
 
     finals = {}

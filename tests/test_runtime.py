@@ -1,8 +1,8 @@
-"""train.runtime: the CPU settings glif-train applies, their effect and their numerics.
+"""glif_jax.train.runtime: the CPU settings glif-train applies, their effect and their numerics.
 
 XLA reads its flags and glibc its allocator settings once per process, so every check runs
 in fresh subprocesses (``python -m tests.test_runtime MODE OUT``): one with the defaults
-("plain": only ``import glif_jax``), one after :func:`train.runtime.configure_for_training`
+("plain": only ``import glif_jax``), one after :func:`glif_jax.train.runtime.configure_for_training`
 ("tuned"; it starts the subprocess again with ``GLIBC_TUNABLES`` set).
 
 Numerics: the settings move convolutions from YNNPACK to Eigen, which sums in another
@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from tests.comparison import relative_difference
-from train import runtime
+from glif_jax.train import runtime
 
 REPO = Path(__file__).resolve().parents[1]
 OP_TOLERANCE = 1e-5
@@ -143,7 +143,7 @@ def _anon_huge_pages_mib() -> float:
 def _subprocess(mode: str, out: str) -> None:
     changed = []
     if mode == "tuned":
-        from train import runtime
+        from glif_jax.train import runtime
 
         changed = runtime.configure_for_training()
     else:
@@ -156,8 +156,8 @@ def _subprocess(mode: str, out: str) -> None:
 
     from glif_jax import models
     from glif_jax.layers import TdBatchNorm
-    from train.steps import train_step
-    from train.state import create_train_state
+    from glif_jax.train.steps import train_step
+    from glif_jax.train.state import create_train_state
     from glif_jax.optim import torch_sgd
 
     keys = jax.random.split(jax.random.PRNGKey(0), 8)
@@ -229,3 +229,25 @@ def _ynn_fusion_bodies(hlo: str) -> list[str]:
 
 if __name__ == "__main__":
     _subprocess(sys.argv[1], sys.argv[2])
+
+
+@pytest.mark.parametrize("setup", ["restart=False", "interactive"])
+def test_no_restart_when_asked_or_interactive(setup):
+    """``restart=False`` and an interactive session (a REPL, IPython, Jupyter) keep the process:
+    the XLA flags are set, the allocator setting is skipped, and the code before the call runs once."""
+    script = (
+        "import os, sys\n"
+        "print('started', flush=True)\n"
+        + ("sys.ps1 = '>>> '\n" if setup == "interactive" else "")
+        + "from glif_jax.train import runtime\n"
+        + f"applied = runtime.configure_for_training({'restart=False' if setup == 'restart=False' else ''})\n"
+        + "print(applied, os.environ.get('GLIBC_TUNABLES'), os.environ.get('GLIF_JAX_ALLOCATOR_RESTART'))\n"
+    )
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("XLA_FLAGS", "GLIBC_TUNABLES", "GLIF_JAX_ALLOCATOR_RESTART")}
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines.count("started") == 1
+    assert lines[-1] == f"{list(runtime.XLA_CPU_FLAGS)} None None"

@@ -1,7 +1,7 @@
-"""train.cli and train.validation: --help, rejected keys and values, entry points.
+"""glif_jax.train.cli and glif_jax.train.validation: --help, rejected keys and values, entry points.
 
 The commands run in-process (`train.cli._run` is what `glif-train` / `glif-eval` call) so
-no test pays for a new interpreter, except one check that `python -m train` works.
+no test pays for a new interpreter, except one check that `python -m glif_jax.train` works.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from train import cli
-from train.validation import ConfigError, validate_config
+from glif_jax.train import cli
+from glif_jax.train.validation import ConfigError, validate_config
 from tests.train_standins import small_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_batch_sizes_must_divide_over_the_devices():
 
 
 def test_default_config_is_valid():
-    from configs import default
+    from glif_jax.configs import default
 
     validate_config(default.get_config())
 
@@ -78,7 +78,7 @@ def test_help_explains_the_flags_and_lists_the_config(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for text in ("--config FILE", "--config.<key>=<value>", "--workdir DIR", "--resume", "--distributed",
-                 "python -m train", "metrics.jsonl", "half_precision", "parallel"):
+                 "python -m glif_jax.train", "metrics.jsonl", "half_precision", "parallel"):
         assert text in out
     with pytest.raises(SystemExit):
         glif_train("--config", DEFAULT_CONFIG, "--help", capsys=capsys)
@@ -139,17 +139,24 @@ def test_plot_dispatches_to_the_analysis_cli(monkeypatch):
     assert calls == [["--workdir", "w"]]
 
 
-def test_python_dash_m_train_is_the_train_command():
-    result = subprocess.run([sys.executable, "-m", "train", "--help"], cwd=REPO, capture_output=True,
+def test_python_dash_m_glif_jax_train_is_the_train_command():
+    """From any directory: the training system is the installed glif_jax.train, not a checkout's
+    top-level folder (nothing named ``train`` or ``configs`` is importable from elsewhere)."""
+    outside = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-m", "glif_jax.train", "--help"], cwd=outside, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0
     assert "usage: glif-train" in result.stdout
+    probe = subprocess.run([sys.executable, "-c", "import importlib.util as u; print(u.find_spec('train'), "
+                            "u.find_spec('configs'), u.find_spec('glif_jax.configs.default') is not None)"],
+                           cwd=outside, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.split() == ["None", "None", "True"], probe.stderr
 
 
 # ---- the real glif-train as a cluster runs it: signals, divergence, requeue ------------------
 def launch_glif_train(workdir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "train", "--config", DEFAULT_CONFIG, "--workdir", str(workdir), *args],
+        [sys.executable, "-m", "glif_jax.train", "--config", DEFAULT_CONFIG, "--workdir", str(workdir), *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -166,7 +173,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_auto_finishes_the_run(tmp_path):
              "--config.eval_steps=1", "--config.log_every_steps=1", "--resume=auto"]
     process = launch_glif_train(tmp_path, *short)
     for line in process.stderr:   # wait until training is under way
-        if " INFO train.train: step " in line:
+        if " INFO glif_jax.train.train: step " in line:
             break
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
@@ -200,7 +207,7 @@ def test_a_diverging_run_exits_1_naming_the_step_and_reports_no_accuracy(tmp_pat
 ])
 def test_resume_flag_spellings(monkeypatch, tmp_path, args, mode):
     calls = []
-    monkeypatch.setattr("train.train.train_and_evaluate",
+    monkeypatch.setattr("glif_jax.train.train.train_and_evaluate",
                         lambda config, workdir, **options: calls.append(options) or {})
     monkeypatch.setattr(cli, "_summary", lambda label, results: "")
     code = cli._run("glif-train", cli._train,

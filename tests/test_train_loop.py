@@ -1,4 +1,4 @@
-"""train.train: the loop's outputs, reproducibility and exact resume.
+"""glif_jax.train.train: the loop's outputs, reproducibility and exact resume.
 
 Runs `train_and_evaluate` on the stand-ins of tests/train_standins.py (a BatchNorm
 ConvNet on in-memory data): 2-3 epochs of 4 steps of batch 8.
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from glif_jax.checkpoint import CheckpointError, Checkpointer
-from train.state import TrainState
-from train.train import evaluate_checkpoint, initial_state, train_and_evaluate
-from train.writers import METRICS_FILE
+from glif_jax.train.state import TrainState
+from glif_jax.train.train import evaluate_checkpoint, initial_state, train_and_evaluate
+from glif_jax.train.writers import METRICS_FILE
 from tests.comparison import assert_tree_close
 from tests.train_standins import Interrupted, make_experiment, small_config
 

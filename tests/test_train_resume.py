@@ -1,4 +1,4 @@
-"""train.train: runs that never lie and survive interruptions.
+"""glif_jax.train.train: runs that never lie and survive interruptions.
 
 Divergence (non-finite loss: stop naming the step, or skip), SIGTERM/SIGINT (checkpoint,
 then stop), mid-epoch checkpoints, ``resume="auto"``, damaged checkpoints, and resumes with
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from glif_jax.checkpoint import Checkpointer
-from train import config_changes
-from train.stop_signals import RunInterrupted
-from train.train import ConfigChangeError, TrainingDiverged, initial_state, train_and_evaluate
-from train.writers import METRICS_FILE
+from glif_jax.train import config_changes
+from glif_jax.train.stop_signals import RunInterrupted
+from glif_jax.train.train import ConfigChangeError, TrainingDiverged, initial_state, train_and_evaluate
+from glif_jax.train.writers import METRICS_FILE
 from tests.comparison import assert_tree_close
 from tests.train_standins import Interrupted, make_experiment, small_config
 
@@ -164,6 +164,7 @@ def test_resume_auto_starts_a_new_run_or_continues_one_killed_after_a_mid_epoch_
     assert results["train_loss"] == reference[1]["train_loss"]
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # tensorstore's I/O thread
 def test_resume_skips_a_corrupt_newest_checkpoint_with_a_warning(tmp_path, reference, caplog):
     with pytest.raises(Interrupted):
         run(tmp_path, interrupt_at_batch=10)
@@ -256,8 +257,8 @@ def test_a_narrow_glif_resnet_killed_mid_epoch_resumes_bit_exactly(tmp_path, com
     of step 4, it ends with the uninterrupted run's state, bit for bit."""
     import dataclasses
 
-    from configs import base
-    from train.experiment import build_experiment
+    from glif_jax.configs import base
+    from glif_jax.train.experiment import build_experiment
 
     rng = np.random.default_rng(0)
     for split, size in (("train", 24), ("eval", 8)):

@@ -1,4 +1,4 @@
-"""train.steps / train.metrics / train.evaluate: the pure steps and exact metrics (the paper's tdBN and time-merging conventions).
+"""glif_jax.train.steps / glif_jax.train.metrics / glif_jax.train.evaluate: the pure steps and exact metrics (the paper's tdBN and time-merging conventions).
 
 References are NumPy, written from the definitions: softmax cross-entropy of the
 time-averaged logits, top-k membership, masked averages over a whole split.
@@ -16,9 +16,9 @@ import optax
 import pytest
 
 from glif_jax import parallel
-from train import metrics, steps
-from train.evaluate import evaluate, pad_batch
-from train.state import create_train_state
+from glif_jax.train import metrics, steps
+from glif_jax.train.evaluate import evaluate, pad_batch
+from glif_jax.train.state import create_train_state
 from tests.comparison import assert_tree_close
 from tests.train_standins import IMAGE_SHAPE, NUM_CLASSES, TinyBatchNormNet, dataset
 

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from train.experiment import Experiment, epoch_seed
+from glif_jax.train.experiment import Experiment, epoch_seed
 
 IMAGE_SHAPE = (6, 6, 2)
 NUM_CLASSES = 4

@@ -1,4 +1,4 @@
-"""Command lines: ``glif-train`` (= ``python -m train``), ``glif-eval`` and ``glif-plot``.
+"""Command lines: ``glif-train`` (= ``python -m glif_jax.train``), ``glif-eval`` and ``glif-plot``.
 
 Flags are absl flags with ``ml_collections.config_flags``: ``--config FILE`` loads a
 config file's ``get_config()``, ``--config.<key>=<value>`` overrides one value. Each
@@ -19,7 +19,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from train import runtime
+from glif_jax.train import runtime
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -27,7 +27,7 @@ EXIT_FAILURE = 1
 TRAIN_USAGE = """\
 usage: glif-train --config configs/<name>.py --workdir DIR [--config.<key>=<value> ...]
                   [--resume[=yes|auto|no]] [--allow_config_change] [--distributed]
-       (python -m train takes the same flags)
+       (python -m glif_jax.train takes the same flags)
 
 Trains the model, dataset and recipe a config file describes, evaluating on the test
 split after every epoch, and prints the final test accuracy.
@@ -122,9 +122,9 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
 def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
          speed_settings: list[str] | None = None) -> int:
     from glif_jax.checkpoint import CheckpointError
-    from train.stop_signals import RunInterrupted
-    from train.train import TrainingDiverged
-    from train.validation import ConfigError
+    from glif_jax.train.stop_signals import RunInterrupted
+    from glif_jax.train.train import TrainingDiverged
+    from glif_jax.train.validation import ConfigError
 
     _setup_logging()
     if speed_settings:
@@ -176,14 +176,14 @@ def _train(argv: list[str]) -> None:
     if not values.workdir:
         raise UsageError("--workdir DIR is required")
 
-    from train.stop_signals import StopSignals
+    from glif_jax.train.stop_signals import StopSignals
 
     # from here on SIGTERM/SIGINT ask for a checkpoint and a clean stop after the current step
     with StopSignals() as stop_signals:
         from glif_jax import parallel
 
         parallel.initialize_distributed(force=values.distributed)
-        from train.train import train_and_evaluate
+        from glif_jax.train.train import train_and_evaluate
 
         results = train_and_evaluate(config, Path(values.workdir), resume=RESUME_CHOICES[values.resume],
                                      allow_config_change=values.allow_config_change, stop_signals=stop_signals)
@@ -214,7 +214,7 @@ def _eval(argv: list[str]) -> None:
     from glif_jax import parallel
 
     parallel.initialize_distributed(force=values.distributed)
-    from train.train import evaluate_checkpoint
+    from glif_jax.train.train import evaluate_checkpoint
 
     results = evaluate_checkpoint(values.config, Path(values.workdir), which=values.checkpoint, step=values.step)
     print(_summary(f"{values.checkpoint} checkpoint (step {results['step']}), test", results), flush=True)

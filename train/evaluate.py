@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from glif_jax.parallel import DataParallel
-from train.metrics import MeanAccumulator
+from glif_jax.train.metrics import MeanAccumulator
 
 Batch = dict[str, np.ndarray]
 
@@ -48,7 +48,7 @@ def evaluate(
 
     ``state`` is already placed by ``strategy``; ``batch_size`` is this process's eval
     batch size; ``max_batches`` None means the whole pass. Returns the averages of
-    ``train.steps.eval_step``'s sums plus the example ``count``.
+    ``glif_jax.train.steps.eval_step``'s sums plus the example ``count``.
     """
     totals = MeanAccumulator()
     pending = []

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from glif_jax import data, models, optim, parallel
-from train.validation import ConfigError
+from glif_jax.train.validation import ConfigError
 
 Batch = dict[str, np.ndarray]
 

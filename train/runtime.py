@@ -46,13 +46,15 @@ _RESTARTED = "GLIF_JAX_ALLOCATOR_RESTART"   # marks the second start, so there i
 _THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
-def configure_for_training() -> list[str]:
+def configure_for_training(*, restart: bool = True) -> list[str]:
     """Apply :func:`use_huge_pages` and :func:`use_xla_cpu_flags`; returns what is in effect.
 
-    Call before NumPy or JAX is imported. May restart the program (``os.execv`` with the same
-    command line); it then does not return in the first process.
+    Call before JAX starts a backend (first thing in a script). May restart the program
+    (``os.execve`` with the same command line; it then does not return in the first process,
+    and whatever ran before runs again): pass ``restart=False`` to skip the allocator setting
+    instead. Interactive sessions (a REPL, IPython, Jupyter) are never restarted.
     """
-    return use_huge_pages() + use_xla_cpu_flags()
+    return (use_huge_pages() if restart and not _interactive() else []) + use_xla_cpu_flags()
 
 
 def use_xla_cpu_flags(flags: tuple[str, ...] = XLA_CPU_FLAGS) -> list[str]:
@@ -103,6 +105,10 @@ def huge_pages_available() -> bool:
         return "[never]" not in _THP_SETTING.read_text()
     except OSError:
         return False
+
+
+def _interactive() -> bool:
+    return bool(sys.flags.interactive) or hasattr(sys, "ps1") or "IPython" in sys.modules
 
 
 def _backend_started() -> bool:

@@ -6,7 +6,7 @@ Both take ``(state, batch)`` and static keyword arguments (bind them with
 
 Both return metric *sums* over the batch (``loss``, ``top1``, ``top5``, ``count``, and
 ``spikes/<layer>/...`` when asked), summed over devices too when ``axis_name`` is given;
-divide by ``count`` on the host (``train.metrics.MeanAccumulator``). The train step adds
+divide by ``count`` on the host (``glif_jax.train.metrics.MeanAccumulator``). The train step adds
 ``nonfinite`` (:data:`NONFINITE`): 1 when its loss (with ``skip_nonfinite``, also a
 gradient) was not finite, else 0 — read on the host with the other sums, so watching for
 divergence costs no extra sync. (Without skipping, a non-finite gradient under a finite loss
@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import optax
 
 from glif_jax.analysis.spikes import spike_metrics
-from train import metrics as metrics_lib
-from train.state import TrainState
+from glif_jax.train import metrics as metrics_lib
+from glif_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
 

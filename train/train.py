@@ -19,13 +19,13 @@ Resuming continues from the newest intact checkpoint and ends with exactly the s
 uninterrupted run would have: the state (params, batch statistics, optimizer state,
 step, RNG key) is restored bit for bit, the data order depends only on ``(seed, epoch)``
 and a mid-epoch checkpoint carries the epoch's metric sums so far. A resume with a config
-that changes the trajectory is refused (see ``train.config_changes``).
+that changes the trajectory is refused (see ``glif_jax.train.config_changes``).
 
 Work directory layout::
 
     config.json           the config the run was started with (never rewritten)
     config_history.jsonl  one record per resume: step, changed keys, the config used
-    metrics.jsonl         train / eval records (see train.writers)
+    metrics.jsonl         train / eval records (see glif_jax.train.writers)
     tensorboard/          TensorBoard event files
     checkpoints/<step>/   the newest checkpoint.keep checkpoints and the best one
 """
@@ -45,15 +45,15 @@ import jax
 
 from glif_jax import parallel
 from glif_jax.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, Checkpointer, CheckpointError, load_config, save_config
-from train import config_changes, steps
-from train.evaluate import evaluate
-from train.experiment import Experiment, build_experiment
-from train.metrics import MeanAccumulator
-from train.progress import epoch_progress, show_train_metrics
-from train.state import TrainState, create_train_state
-from train.stop_signals import RunInterrupted, StopSignals
-from train.validation import ConfigError, validate_config
-from train.writers import MetricWriter
+from glif_jax.train import config_changes, steps
+from glif_jax.train.evaluate import evaluate
+from glif_jax.train.experiment import Experiment, build_experiment
+from glif_jax.train.metrics import MeanAccumulator
+from glif_jax.train.progress import epoch_progress, show_train_metrics
+from glif_jax.train.state import TrainState, create_train_state
+from glif_jax.train.stop_signals import RunInterrupted, StopSignals
+from glif_jax.train.validation import ConfigError, validate_config
+from glif_jax.train.writers import MetricWriter
 
 logger = logging.getLogger(__name__)
 

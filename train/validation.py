@@ -137,7 +137,13 @@ def validate_config(
         _choice(config, "nonfinite.action", NONFINITE_ACTIONS)
         _integer(config, "nonfinite.max_consecutive_skips", minimum=1)
 
-    _choice(config, "dataset.name", dataset_names())
+    if _choice(config, "dataset.name", dataset_names()) == "npz":
+        for key in ("dataset.train_path", "dataset.eval_path", "dataset.normalization"):
+            if not _get(config, key):
+                raise ConfigError(
+                    f"config.{key} is required for the 'npz' dataset (e.g. --config.{key}="
+                    + ("cifar10" if key.endswith("normalization") else "/path/to/file.npz") + ")"
+                )
     _choice(config, "model.name", model_names())
     _integer(config, "model.time_steps", minimum=1)
     _boolean(config, "model.channel_wise")

@@ -3,7 +3,7 @@
     glif-plot <workdir or checkpoint> --out DIR [--checkpoint latest|best] [--step N] [--pdf]
               [--batch-size N] [--data-dir DIR]
 
-``train.cli.plot_main`` calls :func:`main` with the arguments after the program name.
+``glif_jax.train.cli.plot_main`` calls :func:`main` with the arguments after the program name.
 """
 
 from __future__ import annotations

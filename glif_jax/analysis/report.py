@@ -33,6 +33,7 @@ from glif_jax.analysis.plots.style import save_figure
 from glif_jax.analysis.runs import LoadedCheckpoint, Run, load_checkpoint, open_run
 from glif_jax.analysis.spikes import firing_rates
 from glif_jax.analysis.tables import rates_table, summary_table, values_table, write_table
+from glif_jax.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def _history(run: Run, selected: LoadedCheckpoint, order: Sequence[str] | None):
         snapshots.append((x, layers))
         tables.append(summary_table(layers, step=checkpoint.ref.step, epoch=checkpoint.epoch,
                                     checkpoint=checkpoint.ref.kind))
-    import pandas as pd
+    pd = require("pandas", "plot", "The glif-plot tables")
 
     return snapshots, pd.concat(tables, ignore_index=True), "epoch" if by_epoch else "training step"
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from glif_jax.analysis.extraction import NeuronLayer
 from glif_jax.analysis.naming import PARAMETER_LABELS, readable_names
+from glif_jax.extras import require
 
 TABLE_FORMATS = (".csv", ".json")
 
@@ -44,7 +45,7 @@ def _value_rows(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
 
 def values_table(layers: Sequence[NeuronLayer], **constants: Any):
     """Every constrained value of every layer as a tidy ``pandas.DataFrame`` (see the module doc)."""
-    import pandas as pd
+    pd = require("pandas", "plot", "The glif-plot tables")
 
     frames = []
     for layer in layers:
@@ -67,7 +68,7 @@ def values_table(layers: Sequence[NeuronLayer], **constants: Any):
 def summary_table(layers: Sequence[NeuronLayer], **constants: Any):
     """Per layer and parameter: ``count, mean, min, q1, median, q3, max`` over channels
     (``cond``: over channels and time steps), as a ``pandas.DataFrame``."""
-    import pandas as pd
+    pd = require("pandas", "plot", "The glif-plot tables")
 
     rows = []
     for layer in layers:
@@ -86,7 +87,7 @@ def summary_table(layers: Sequence[NeuronLayer], **constants: Any):
 def rates_table(rates: Mapping[str, np.ndarray], order: Iterable[str] | None = None, **constants: Any):
     """Firing rates ``{path: [T, C]}`` as a tidy table: ``layer_index, layer, path, time_step,
     channel, rate`` (rows in network order when ``order`` is given)."""
-    import pandas as pd
+    pd = require("pandas", "plot", "The glif-plot tables")
 
     paths = list(order) if order is not None else list(rates)
     paths += [path for path in rates if path not in paths]

@@ -16,6 +16,7 @@ from glif_jax.data.batching import array_batches
 from glif_jax.data.info import DatasetInfo
 from glif_jax.data.normalization import normalize
 from glif_jax.data.options import BatchRequest, DatasetOptions
+from glif_jax.extras import require
 
 SPLIT_SEED = 0
 EVAL_FRACTION = 0.2
@@ -25,8 +26,9 @@ MAX_PIXEL = 16.0
 @functools.cache
 def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns (images float32 [N, 8, 8, 1] in [0, 1], labels int32 [N])."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    feature = "The digits dataset (scikit-learn)"
+    load_digits = require("sklearn.datasets", "train", feature).load_digits
+    train_test_split = require("sklearn.model_selection", "train", feature).train_test_split
 
     digits = load_digits()
     indices = np.arange(len(digits.target))

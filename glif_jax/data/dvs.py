@@ -45,6 +45,9 @@ from glif_jax.data.dvs_frames import PAPER_FRAMING, Framing, events_to_frames
 from glif_jax.data.errors import DatasetNotFoundError
 from glif_jax.data.info import DatasetInfo
 from glif_jax.data.options import BatchRequest, DatasetOptions
+from glif_jax.extras import require
+
+TONIC_FEATURE = "The CIFAR10-DVS pipeline (tonic)"
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +62,13 @@ NUM_CLASSES = 10
 
 def class_names() -> list[str]:
     """tonic's CIFAR10-DVS class names, in label order."""
-    from tonic.datasets import CIFAR10DVS
+    CIFAR10DVS = require("tonic.datasets", "dvs", TONIC_FEATURE).CIFAR10DVS
 
     return sorted(CIFAR10DVS.classes, key=CIFAR10DVS.classes.get)
 
 
 def how_to_get(data_dir: Path) -> str:
-    from tonic.datasets import CIFAR10DVS
+    CIFAR10DVS = require("tonic.datasets", "dvs", TONIC_FEATURE).CIFAR10DVS
 
     return (
         f"Put the recordings at {data_dir / FOLDER}/<class>/*.aedat4 for the classes "
@@ -105,7 +108,7 @@ def split_recordings(recordings: list[tuple[Path, int]], split: str) -> list[tup
 
 def read_events(path: Path) -> np.ndarray:
     """Structured events (t, x, y, p) of one .aedat4 recording, read by tonic."""
-    from tonic.io import read_aedat4
+    read_aedat4 = require("tonic.io", "dvs", TONIC_FEATURE).read_aedat4
 
     events = read_aedat4(os.fspath(path))
     events.dtype.names = ("t", "x", "y", "p")  # as tonic's CIFAR10DVS.__getitem__

@@ -71,7 +71,9 @@ def resize_frames(frames: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
 def events_to_frames(events: np.ndarray, framing: Framing = PAPER_FRAMING) -> np.ndarray:
     """Structured events (fields t, x, y, p) of one recording -> float32
     framing.frame_shape resized event counts (rows = y, columns = x, channel = polarity)."""
-    from tonic.transforms import ToFrame
+    from glif_jax.extras import require
+
+    ToFrame = require("tonic.transforms", "dvs", "Converting CIFAR10-DVS events to frames (tonic)").ToFrame
 
     to_frame = ToFrame(sensor_size=tuple(framing.sensor_size), n_event_bins=framing.frames)
     counts = to_frame(events)  # [T, P, H, W]

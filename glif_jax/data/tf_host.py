@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 from types import ModuleType
 
+from glif_jax.extras import require
+
+TFDS_FEATURE = "The CIFAR and ImageNet pipelines (TensorFlow Datasets; extra [cifar] or [imagenet])"
+
 
 @functools.cache
 def import_tensorflow() -> ModuleType:
     """Returns the `tensorflow` module with every GPU hidden from it, so that tf.data never
     reserves accelerator memory that JAX needs. Imported lazily: TF is slow to import and
     only the tfds pipelines need it."""
-    import tensorflow as tf
+    tf = require("tensorflow", "cifar", TFDS_FEATURE)
 
     try:
         tf.config.set_visible_devices([], "GPU")
@@ -24,6 +28,4 @@ def import_tensorflow() -> ModuleType:
 def import_tfds() -> ModuleType:
     """Returns `tensorflow_datasets`, after `import_tensorflow()`."""
     import_tensorflow()
-    import tensorflow_datasets as tfds
-
-    return tfds
+    return require("tensorflow_datasets", "cifar", TFDS_FEATURE)

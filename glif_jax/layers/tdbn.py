@@ -26,7 +26,7 @@ TDBN_THRESHOLD = 0.5
 """V of tdBN (the paper's tdBN and time-merging conventions): the constant the normalised activation is scaled to."""
 
 RESIDUAL_BRANCH_SCALE = 1.0 / math.sqrt(2.0)
-"""k on the two normalisations whose outputs are summed in a residual block (the paper's tdBN and time-merging conventions, §3)."""
+"""k on the two normalisations whose outputs are summed in a residual block (the paper's tdBN and time-merging conventions)."""
 
 
 class TdBatchNorm(nn.Module):

@@ -1,4 +1,4 @@
-"""One generic spiking network, built from a :class:`NetworkSpec` (the paper's tdBN and time-merging conventions, §3).
+"""One generic spiking network, built from a :class:`NetworkSpec` (the paper's tdBN and time-merging conventions).
 
     x ─ encode ─> [T, B, H, W, C] ─ stem ─ body ─ reduce ─> [T, B, F] ─ head ─> [T, B, classes]
       ─ mean over time ─> logits [B, classes] (float32)
