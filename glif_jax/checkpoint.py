@@ -1,7 +1,7 @@
 """Checkpoints of a training run with orbax: the newest N plus the best, verified on restore.
 
-A ``glif-train`` work directory keeps them in its ``checkpoints/`` subdirectory
-(:data:`CHECKPOINTS_DIR`), one orbax ``CheckpointManager`` for all of them::
+A ``glif-train`` work directory keeps them in its ``checkpoints/`` subdirectory (see
+:mod:`glif_jax.workdir`), one orbax ``CheckpointManager`` for all of them::
 
     <step>/state       the train state: any pytree of arrays (params, batch statistics,
                        optimizer state, step, RNG key), saved as host NumPy arrays so that
@@ -43,19 +43,16 @@ import numpy as np
 
 from glif_jax.extras import require
 
-ml_collections = require("ml_collections", "train", "glif_jax.checkpoint")
 ocp = require("orbax.checkpoint", "train", "glif_jax.checkpoint")
 
 PyTree = Any
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"   # in a glif-train work directory, next to CONFIG_FILE
 LATEST = "latest"
 BEST = "best"
 KINDS = (LATEST, BEST)
 STATE_ITEM, META_ITEM, CHECKSUMS_ITEM = "state", "meta", "checksums"   # the items of <step>/
-CONFIG_FILE = "config.json"
 
 
 class CheckpointError(RuntimeError):
@@ -372,24 +369,3 @@ def _check_same_structure(target: PyTree, restored: PyTree, path: Path) -> None:
 def _json_ready(meta: Mapping[str, Any]) -> dict:
     """``meta`` with NumPy/JAX scalars turned into Python numbers."""
     return json.loads(json.dumps(dict(meta), default=lambda value: np.asarray(value).tolist()))
-
-
-def save_config(directory: str | Path, config: Any) -> Path:
-    """Writes ``config`` (an ``ml_collections.ConfigDict``) as ``directory/config.json``."""
-    path = Path(directory) / CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config.to_json(indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def load_config(directory: str | Path):
-    """Reads ``directory/config.json`` back into a locked ``ml_collections.ConfigDict``."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"no {CONFIG_FILE} in {Path(directory).absolute()} (not a training workdir?)")
-    try:
-        config = ml_collections.ConfigDict(json.loads(path.read_text()))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path} is not valid JSON: {error}") from error
-    config.lock()
-    return config

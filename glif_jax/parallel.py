@@ -8,16 +8,20 @@ interface (``DataParallel``), chosen by ``config.parallel``:
 - ``"pmap"``: the Flax ImageNet example's way. The state is replicated (a leading device
   axis), each host batch ``[B, ...]`` is reshaped to ``[devices, B / devices, ...]`` and the
   step runs per device under ``jax.pmap`` with the named axis ``AXIS_NAME``. The step
-  itself must average what has to agree across devices (``jax.lax.pmean`` of gradients
-  and metrics over ``axis_name``); tdBN/BatchNorm statistics are averaged *inside* the
-  model by giving it ``bn_axis_name=AXIS_NAME``, so every device normalises with the
-  statistics of the global batch.
+  averages what has to agree across devices through the strategy's :class:`Collectives`
+  (``jax.lax.pmean`` of gradients, ``psum`` of metric sums over the axis); tdBN/BatchNorm
+  statistics are averaged *inside* the model by giving it ``bn_axis_name=AXIS_NAME``, so
+  every device normalises with the statistics of the global batch.
 - ``"mesh"``: ``jax.jit`` over a one-axis ``Mesh`` of all devices; the batch is a global
   array sharded on its leading axis (``NamedSharding(mesh, P(AXIS_NAME))``) and the state
   is replicated. The program is written as if for one device on the global batch, and
   XLA inserts the cross-device reductions itself: batch means, tdBN statistics and
   gradients are therefore global by construction, so the model takes no ``bn_axis_name``
-  and the step no ``axis_name``.
+  and the step's collectives are the identity (:data:`LOCAL`).
+
+The train and eval steps are one function for every strategy: they call
+``collectives.mean`` / ``sum`` / ``all`` where a value must agree across devices, and only
+the pmap strategy's collectives do anything.
 
 Multi-host: call ``initialize_distributed`` first; every process then feeds only its own
 shard of the global batch (``per_process_batch_size``); ``"pmap"`` collectives span all
@@ -46,11 +50,47 @@ PyTree = Any
 StepFn = Callable[..., Any]
 
 
+class Collectives:
+    """What a step does to values that must agree across devices; the identity by default
+    (one device, or a ``Mesh`` program where XLA reduces over devices itself)."""
+
+    def mean(self, tree: PyTree) -> PyTree:
+        """The average over devices of every leaf."""
+        return tree
+
+    def sum(self, tree: PyTree) -> PyTree:
+        """The sum over devices of every leaf."""
+        return tree
+
+    def all(self, flag: jax.Array) -> jax.Array:
+        """A boolean that is True only if it is True on every device."""
+        return flag
+
+
+class AxisCollectives(Collectives):
+    """Collectives over a named mapped axis (``jax.pmap``'s ``axis_name``)."""
+
+    def __init__(self, axis_name: str):
+        self.axis_name = axis_name
+
+    def mean(self, tree: PyTree) -> PyTree:
+        return jax.lax.pmean(tree, self.axis_name)
+
+    def sum(self, tree: PyTree) -> PyTree:
+        return jax.lax.psum(tree, self.axis_name)
+
+    def all(self, flag: jax.Array) -> jax.Array:
+        return jax.lax.pmin(flag.astype(np.int32), self.axis_name).astype(bool)
+
+
+LOCAL = Collectives()
+
+
 class DataParallel(Protocol):
     """How a step runs over the devices; see the module docstring."""
 
     name: str
-    axis_name: str | None  # passed to the step function (collectives inside the step)
+    collectives: Collectives  # passed to the step function (values that must agree across devices)
     bn_axis_name: str | None  # passed to the model (tdBN statistics across devices)
 
     @property
@@ -69,7 +109,7 @@ class SingleDevice:
     """``jax.jit`` on the default device (``config.parallel = "none"``)."""
 
     name = "none"
-    axis_name = None
+    collectives = LOCAL
     bn_axis_name = None
 
     @property
@@ -93,7 +133,7 @@ class PmapDataParallel:
     """``jax.pmap`` over the local devices, named axis ``AXIS_NAME``."""
 
     name = "pmap"
-    axis_name = AXIS_NAME
+    collectives = AxisCollectives(AXIS_NAME)
     bn_axis_name = AXIS_NAME
 
     @property
@@ -122,7 +162,7 @@ class MeshDataParallel:
     """``jax.jit`` with the batch sharded over a one-axis mesh of all devices."""
 
     name = "mesh"
-    axis_name = None  # the computation is global: no explicit collectives
+    collectives = LOCAL  # the computation is global: XLA inserts the reductions
     bn_axis_name = None
 
     def __init__(self, devices: list[jax.Device] | None = None):

@@ -1,4 +1,4 @@
-"""glif_jax.analysis: learned values per GLIF layer, network order, names, tidy tables (the GLIF paper's neuron equations, §7).
+"""glif_jax.analysis: learned values per GLIF layer, network order, names, tidy tables.
 
 The references are NumPy: ``1 / (1 + exp(-logit))`` of hand-chosen logits in a hand-built
 parameter tree whose key order differs from the network order (as after ``jit`` or a

@@ -11,9 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from glif_jax.checkpoint import CheckpointError, Checkpointer, load_config, save_config
+from glif_jax.checkpoint import CheckpointError, Checkpointer
 from glif_jax.train.state import TrainState
-from tests.train_standins import small_config
 
 
 def make_state(seed: int) -> TrainState:
@@ -265,14 +264,3 @@ def test_a_kill_during_an_asynchronous_save_keeps_the_previous_checkpoint(tmp_pa
         assert not [path for path in tmp_path.iterdir() if "tmp" in path.name]
     else:   # the write finished before the kill landed: then it must be intact
         np.testing.assert_array_equal(state["weights"], np.full((1024, 1024), 2.0, np.float32))
-
-
-def test_config_round_trip(tmp_path):
-    config = small_config(num_epochs=7)
-    save_config(tmp_path, config)
-    loaded = load_config(tmp_path)
-    assert loaded.to_json(sort_keys=True) == config.to_json(sort_keys=True)
-    with pytest.raises(AttributeError):
-        loaded.no_such_key = 1  # locked like the original
-    with pytest.raises(CheckpointError, match="no config.json"):
-        load_config(tmp_path / "elsewhere")

@@ -104,8 +104,8 @@ def _run_strategy(strategy, model, optimizer, host_state, batches, eval_batch):
     from glif_jax.train import steps
 
     train_fn = strategy.compile(functools.partial(steps.train_step, model=model, optimizer=optimizer,
-                                                  axis_name=strategy.axis_name), donate_state=True)
-    eval_fn = strategy.compile(functools.partial(steps.eval_step, model=model, axis_name=strategy.axis_name))
+                                                  collectives=strategy.collectives), donate_state=True)
+    eval_fn = strategy.compile(functools.partial(steps.eval_step, model=model, collectives=strategy.collectives))
     state = strategy.put_state(host_state)
     sums = []
     for batch in batches:
@@ -224,3 +224,26 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_collectives_reduce_over_the_axis_and_local_ones_do_nothing():
+    """The step's only cross-device operations: pmap's average, sum and all-true over the
+    named axis (checked under vmap with the same name), and the identity for one device or a mesh."""
+    import jax
+    import jax.numpy as jnp
+
+    from glif_jax import parallel
+
+    values = jnp.array([1.0, 2.0, 6.0])
+    flags = jnp.array([True, False, True])
+    axis = parallel.AxisCollectives("d")
+    mean, total, everywhere = jax.vmap(lambda v, f: (axis.mean(v), axis.sum(v), axis.all(f)), axis_name="d")(
+        values, flags)
+    np.testing.assert_array_equal(mean, [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(total, [9.0, 9.0, 9.0])
+    np.testing.assert_array_equal(everywhere, [False, False, False])
+    assert bool(jax.vmap(axis.all, axis_name="d")(jnp.array([True, True])).all())
+    tree = {"a": values}
+    assert parallel.LOCAL.mean(tree) is tree and parallel.LOCAL.sum(tree) is tree
+    assert parallel.make_strategy("mesh").collectives is parallel.LOCAL
+    assert isinstance(parallel.make_strategy("pmap").collectives, parallel.AxisCollectives)

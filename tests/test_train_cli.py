@@ -90,8 +90,12 @@ def test_help_explains_the_flags_and_lists_the_config(capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--config.foo=1"], "unknown config key --config.foo: the config has no field 'foo'"),
-        (["--config.model.nme=x"], "unknown config key --config.model.nme: the config has no field 'nme'"),
+        (["--config.foo=1"], "unknown config key --config.foo: config has no field 'foo'; its fields: batch_size,"),
+        (["--config.model.nme=x"],
+         "unknown config key --config.model.nme: config.model has no field 'nme' (did you mean name?)"),
+        (["--config.seed=1", "--config.model.neuron.gate=hard"],
+         "unknown config key --config.model.neuron.gate: config.model.neuron has no field 'gate' (did you mean "
+         "gates"),
         (["--config.num_epochs=abc"], "--config.num_epochs=abc"),
         (["--config.model.time_steps=0"], "config.model.time_steps must be an integer >= 1, got 0"),
         (["--config.model.name=resnet_9000"], "config.model.name must be one of"),

@@ -8,6 +8,7 @@ input ends the program with exit status 2 and a one-line message (no traceback).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import signal
@@ -122,6 +123,7 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
 def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
          speed_settings: list[str] | None = None) -> int:
     from glif_jax.checkpoint import CheckpointError
+    from glif_jax.workdir import WorkdirError
     from glif_jax.train.stop_signals import RunInterrupted
     from glif_jax.train.train import TrainingDiverged
     from glif_jax.train.validation import ConfigError
@@ -135,7 +137,7 @@ def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
         print(f"{program}: error: {error}", file=sys.stderr)
         print(f"(see {program} --help)", file=sys.stderr)
         return EXIT_USAGE
-    except (CheckpointError, FileExistsError, FileNotFoundError, TrainingDiverged) as error:
+    except (CheckpointError, WorkdirError, FileExistsError, FileNotFoundError, TrainingDiverged) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except RunInterrupted as stop:
@@ -169,7 +171,7 @@ def _train(argv: list[str]) -> None:
     flags.DEFINE_bool("allow_config_change", False, "resume even with a config that changes the training",
                       flag_values=values)
     flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
-    _parse(values, _resume_flag_spelled_out(argv), TRAIN_USAGE)
+    _parse(values, _resume_flag_spelled_out(argv), TRAIN_USAGE, base_config=lambda: _file_config(argv))
     if values["config"].value is None:
         raise UsageError("--config FILE is required")
     config = _loaded_config(values)
@@ -193,7 +195,7 @@ def _train(argv: list[str]) -> None:
 
 # ---- glif-eval -------------------------------------------------------------------------
 def _eval(argv: list[str]) -> None:
-    from glif_jax.checkpoint import load_config
+    from glif_jax.workdir import load_config
 
     workdir = _prescan(argv, "workdir")
     if "-h" in argv or "--help" in argv:
@@ -201,15 +203,16 @@ def _eval(argv: list[str]) -> None:
         raise SystemExit(0)
     if not workdir:
         raise UsageError("--workdir DIR is required")
+    run_config = load_config(workdir)
     values = flags.FlagValues()
     config_flags.DEFINE_config_dict(
-        "config", load_config(workdir), "the run's config (overridable)", flag_values=values, sys_argv=argv
+        "config", run_config, "the run's config (overridable)", flag_values=values, sys_argv=argv
     )
     flags.DEFINE_string("workdir", None, "work directory of a glif-train run", flag_values=values)
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "which checkpoint", flag_values=values)
     flags.DEFINE_integer("step", None, "step of the checkpoint (default: newest)", flag_values=values)
     flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
-    _parse(values, argv, EVAL_USAGE)
+    _parse(values, argv, EVAL_USAGE, base_config=lambda: run_config)
 
     from glif_jax import parallel
 
@@ -238,27 +241,31 @@ def _resume_flag_spelled_out(argv: list[str]) -> list[str]:
     return spelled
 
 
-def _parse(values: flags.FlagValues, argv: list[str], usage: str) -> None:
-    """Parses ``argv`` into ``values``; ``--help`` prints the usage (and the config) and exits."""
+def _parse(values: flags.FlagValues, argv: list[str], usage: str, *,
+           base_config: Callable[[], Any]) -> None:
+    """Parses ``argv`` into ``values``; ``--help`` prints the usage (and the config) and exits.
+
+    ``base_config()`` gives the config before any ``--config.<key>`` override, to name an
+    override whose key it does not have."""
     if "-h" in argv or "--help" in argv or "--helpfull" in argv:
         values.mark_as_parsed()
         print(usage)
         config_path = _prescan(argv, "config")
         if config_path:
             values.unparse_flags()
-            _parse_without_help(values, argv)
+            _parse_without_help(values, argv, base_config)
             print(f"config keys and values of {config_path}:\n")
             print(_describe_config(_loaded_config(values)))
         raise SystemExit(0)
-    _parse_without_help(values, argv)
+    _parse_without_help(values, argv, base_config)
 
 
-def _parse_without_help(values: flags.FlagValues, argv: list[str]) -> None:
+def _parse_without_help(values: flags.FlagValues, argv: list[str], base_config: Callable[[], Any]) -> None:
     argv = [arg for arg in argv if arg not in ("-h", "--help", "--helpfull")]
     try:
         remaining = values(argv)
     except (AttributeError, KeyError) as error:  # config_flags: override of an unknown key
-        raise UsageError(_unknown_key_message(argv, error)) from None
+        raise UsageError(_unknown_key_message(argv, base_config()) or str(error)) from None
     except flags.IllegalFlagValueError as error:
         raise UsageError(str(error)) from None
     except OSError as error:  # config file missing or failing to load
@@ -289,21 +296,36 @@ def _prescan(argv: list[str], name: str) -> str | None:
     return None
 
 
-def _unknown_key_message(argv: list[str], error: Exception) -> str:
-    """Names the ``--config.<key>`` override whose key the config does not have."""
-    detail: Any = error
-    while isinstance(detail, BaseException) and detail.args:
-        detail = detail.args[0]
-    detail = str(detail)
-    unknown = detail.split("'")[1] if detail.count("'") >= 2 else detail
-    overrides = [arg.split("=", 1)[0][2:] for arg in argv if arg.startswith("--config.")]
-    culprits = [key for key in overrides if unknown in key.split(".")[1:]] or overrides
-    hint = " ".join(line.strip() for line in detail.splitlines()[1:])
-    return (
-        f"unknown config key --{culprits[0]}: the config has no field {unknown!r}. "
-        + (hint + " " if hint else "")
-        + "List the keys with: --config FILE --help"
-    )
+def _file_config(argv: list[str]) -> Any:
+    """The ``--config FILE`` config without the command line's overrides."""
+    path = _prescan(argv, "config")
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=[argv[0], "--config", path])
+    values([argv[0], "--config", path])
+    return values.config
+
+
+def _unknown_key_message(argv: list[str], config: Any) -> str | None:
+    """Names the first ``--config.<key>`` override whose key ``config`` does not have, with the
+    keys it does have at that level (closest first); None if every override key exists."""
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        key = arg.split("=", 1)[0][len("--config."):]
+        node = config
+        for depth, part in enumerate(key.split(".")):
+            if not hasattr(node, "keys") or part not in node.keys():
+                known = sorted(node.keys()) if hasattr(node, "keys") else []
+                close = difflib.get_close_matches(part, known, n=3)
+                where = "config" + "".join(f".{name}" for name in key.split(".")[:depth])
+                return (
+                    f"unknown config key --config.{key}: {where} has no field {part!r}"
+                    + (f" (did you mean {', '.join(close)}?)" if close else "")
+                    + (f"; its fields: {', '.join(known)}" if known else "")
+                    + ". List the keys with: --config FILE --help"
+                )
+            node = node[part]
+    return None
 
 
 def _describe_config(config: Any, prefix: str = "config.") -> str:

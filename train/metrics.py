@@ -15,13 +15,13 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example softmax cross-entropy; logits [B, classes], int labels [B] -> [B] float32."""
-    logits = logits.astype(jnp.float32)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    return optax.losses.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                                  labels.astype(jnp.int32))
 
 
 def top_k_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:

@@ -5,17 +5,18 @@ Both take ``(state, batch)`` and static keyword arguments (bind them with
 "label": [B] int32}``; eval batches may add ``"mask": [B]`` (1 = real example, 0 = padding).
 
 Both return metric *sums* over the batch (``loss``, ``top1``, ``top5``, ``count``, and
-``spikes/<layer>/...`` when asked), summed over devices too when ``axis_name`` is given;
+``spikes/<layer>/...`` when asked), summed over devices by ``collectives``;
 divide by ``count`` on the host (``glif_jax.train.metrics.MeanAccumulator``). The train step adds
 ``nonfinite`` (:data:`NONFINITE`): 1 when its loss (with ``skip_nonfinite``, also a
 gradient) was not finite, else 0 — read on the host with the other sums, so watching for
 divergence costs no extra sync. (Without skipping, a non-finite gradient under a finite loss
 makes the next step's loss non-finite.)
 
-``axis_name`` is the pmap axis (``glif_jax.parallel.AXIS_NAME``) or None. With it, the
-gradients are averaged over devices before the update, the new batch statistics are
-averaged (they are already equal when the model averages tdBN statistics over the same
-axis; this keeps replicas identical otherwise) and the metric sums are summed.
+``collectives`` (a ``glif_jax.parallel.Collectives``, the strategy's) say how values agree
+across devices: under ``pmap`` the gradients and the new batch statistics are averaged over
+the device axis before the update (the statistics are already equal when the model averages
+tdBN statistics over the same axis; this keeps replicas identical otherwise) and the metric
+sums are summed; for one device or a ``Mesh`` program they are the identity.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from glif_jax.analysis.spikes import spike_metrics
+from glif_jax.parallel import LOCAL, Collectives
 from glif_jax.train import metrics as metrics_lib
 from glif_jax.train.state import TrainState
 
@@ -49,7 +51,7 @@ def train_step(
     *,
     model: nn.Module,
     optimizer: optax.GradientTransformation,
-    axis_name: str | None = None,
+    collectives: Collectives = LOCAL,
     spike_stats: bool = False,
     skip_nonfinite: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -80,16 +82,13 @@ def train_step(
         return loss, (logits, updates)
 
     (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    batch_stats = updates.get("batch_stats", state.batch_stats)
-    if axis_name is not None:
-        grads = jax.lax.pmean(grads, axis_name)
-        batch_stats = jax.lax.pmean(batch_stats, axis_name)
+    grads = collectives.mean(grads)
+    batch_stats = collectives.mean(updates.get("batch_stats", state.batch_stats))
 
     finite = jnp.isfinite(loss)
     if skip_nonfinite:   # a finite loss can still have an overflowing gradient: never apply one
         finite &= jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-    if axis_name is not None:   # the loss is per device: skip or stop on every device alike
-        finite = jax.lax.pmin(finite.astype(jnp.int32), axis_name).astype(bool)
+    finite = collectives.all(finite)   # the loss is per device: skip or stop on every device alike
 
     param_updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_state = state.replace(
@@ -109,8 +108,7 @@ def train_step(
             for field in ("params", "batch_stats", "opt_state")
         })
         sums = jax.tree.map(lambda value: jnp.where(finite, value, jnp.zeros_like(value)), sums)
-    if axis_name is not None:
-        sums = jax.lax.psum(sums, axis_name)
+    sums = collectives.sum(sums)
     sums[NONFINITE] = 1.0 - finite.astype(jnp.float32)
     return new_state, sums
 
@@ -120,7 +118,7 @@ def eval_step(
     batch: Batch,
     *,
     model: nn.Module,
-    axis_name: str | None = None,
+    collectives: Collectives = LOCAL,
     spike_stats: bool = False,
 ) -> dict[str, jax.Array]:
     """Metric sums of the model in eval mode (tdBN on running statistics), padding masked.
@@ -135,9 +133,7 @@ def eval_step(
         logits, updates = model.apply(variables, batch["image"], train=False), {}
     sums = metrics_lib.batch_sums(logits.astype(jnp.float32), batch["label"], batch.get("mask"))
     sums.update(_spike_sums(updates, sums["count"]))
-    if axis_name is not None:
-        sums = jax.lax.psum(sums, axis_name)
-    return sums
+    return collectives.sum(sums)
 
 
 def _spike_sums(updates: dict, count: jax.Array) -> dict[str, jax.Array]:

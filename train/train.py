@@ -44,7 +44,8 @@ from typing import Any
 import jax
 
 from glif_jax import parallel
-from glif_jax.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, Checkpointer, CheckpointError, load_config, save_config
+from glif_jax.checkpoint import Checkpointer, CheckpointError
+from glif_jax.workdir import CHECKPOINTS_DIR, CONFIG_FILE, load_config, save_config
 from glif_jax.train import config_changes, steps
 from glif_jax.train.evaluate import evaluate
 from glif_jax.train.experiment import Experiment, build_experiment
@@ -217,14 +218,14 @@ def _train(config, workdir, experiment, strategy, checkpointer, stop_signals, ho
             steps.train_step,
             model=experiment.model,
             optimizer=experiment.optimizer,
-            axis_name=strategy.axis_name,
+            collectives=strategy.collectives,
             spike_stats=config.spike_stats,
             skip_nonfinite=_skips_nonfinite(config),
         ),
         donate_state=True,
     )
     eval_fn = strategy.compile(
-        functools.partial(steps.eval_step, model=experiment.model, axis_name=strategy.axis_name,
+        functools.partial(steps.eval_step, model=experiment.model, collectives=strategy.collectives,
                           spike_stats=config.spike_stats)
     )
     state = strategy.put_state(host_state)
@@ -414,7 +415,7 @@ def evaluate_checkpoint(
     finally:
         checkpointer.close()
     eval_fn = strategy.compile(
-        functools.partial(steps.eval_step, model=experiment.model, axis_name=strategy.axis_name,
+        functools.partial(steps.eval_step, model=experiment.model, collectives=strategy.collectives,
                           spike_stats=config.spike_stats)
     )
     metrics = evaluate(

@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from glif_jax.analysis.report import ReportOptions, write_report
     from glif_jax.checkpoint import CheckpointError
+    from glif_jax.workdir import WorkdirError
 
     logging.basicConfig(level=logging.WARNING, format="glif-plot: %(levelname)s: %(message)s")
     options = ReportOptions(which=args.checkpoint, step=args.step,
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             batch_size=args.batch_size, data_dir=args.data_dir)
     try:
         written = write_report(args.path, args.out, options)
-    except (CheckpointError, ValueError) as error:
+    except (CheckpointError, WorkdirError, ValueError) as error:
         print(f"glif-plot: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     print(f"glif-plot: {len(written)} files in {args.out}")

@@ -19,8 +19,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from glif_jax.checkpoint import (BEST, CHECKPOINTS_DIR, CONFIG_FILE, KINDS, LATEST, STATE_ITEM, Checkpointer,
-                                 CheckpointError, load_config)
+from glif_jax.checkpoint import BEST, KINDS, LATEST, STATE_ITEM, Checkpointer, CheckpointError
+from glif_jax.workdir import CHECKPOINTS_DIR, CONFIG_FILE, load_config
 
 logger = logging.getLogger(__name__)
 
