@@ -106,11 +106,11 @@ def frameworks(variants: bool, compile_loop: bool, device: str = "cpu") -> dict[
     # compiler), which is already the default on a GPU
     chosen: dict[str, object] = {"glif-jax": NeuronConfig()}
     if device == "cpu":
-        chosen["glif-jax XLA"] = NeuronConfig(implementation="fused")
+        chosen["glif-jax XLA"] = NeuronConfig(implementation="xla")
     if variants:
         chosen.update({
-            "glif-jax XLA unroll=1": NeuronConfig(implementation="fused", unroll=1),
-            "glif-jax XLA unroll=T": NeuronConfig(implementation="fused", unroll=True),
+            "glif-jax XLA unroll=1": NeuronConfig(implementation="xla", unroll=1),
+            "glif-jax XLA unroll=T": NeuronConfig(implementation="xla", unroll=True),
             "glif-jax autodiff": NeuronConfig(implementation="autodiff"),
         })
     if torch_glif is not None:

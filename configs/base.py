@@ -172,10 +172,13 @@ def cifar_npz(
 def imagenet(model: str, time_steps: int) -> ml_collections.ConfigDict:
     """ImageNet recipe: lr 0.1, 150 epochs, global batch 200 (50 x 4 GPUs), wd 5e-5 (the paper's training recipe).
 
+    The GLIF layers start as the paper's ImageNet runs do: preset "imagenet" (cond 0.5), and
+    "imagenet_t6" (cond 0.9) at T = 6 (`glif_jax.layers.PRESETS`).
     Data-parallel over all local devices ("mesh"); the global batch must divide by their count.
     """
+    init = "imagenet_t6" if time_steps == 6 else "imagenet"
     config = experiment(
-        dataset="imagenet2012", model=model, time_steps=time_steps, init="imagenet",
+        dataset="imagenet2012", model=model, time_steps=time_steps, init=init,
         **IMAGENET_RECIPE, eval_batch_size=200, augment=True, log_every_steps=500,
         parallel="mesh",
     )

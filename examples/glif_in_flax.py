@@ -49,7 +49,7 @@ class SpikingDigitNet(nn.Module):
         x = repeat_over_time(images, self.time_steps)                        # [T, B, 8, 8, 1]
         x = time_merged(nn.Conv(self.features, (3, 3), use_bias=False), x)   # [T, B, 8, 8, F]
         x = TdBatchNorm()(x, use_running_average=not train)
-        x = GLIF(neuron=self.neuron, init_values="cifar", name="glif")(x)     # spikes, same shape
+        x = GLIF(neuron=self.neuron, neuron_init="cifar", name="glif")(x)    # spikes, same shape
         x = time_merged(lambda y: nn.avg_pool(y, (2, 2), strides=(2, 2)), x)  # [T, B, 4, 4, F]
         x = x.reshape(x.shape[:2] + (-1,))                                    # [T, B, 16 F]
         x = time_merged(nn.Dense(self.num_classes), x)                       # [T, B, classes]

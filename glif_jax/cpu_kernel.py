@@ -7,7 +7,7 @@ intra-op threads. It computes the recurrence of
 :func:`glif_jax.neuron.coefficients` term by term in order without fused multiply-adds, so its
 float32/float64 spikes and membranes are bit-identical to those equations evaluated in NumPy
 (XLA:CPU contracts some of them into FMAs: its membranes can differ in the last bit); gradients
-agree with the XLA path to float rounding.
+agree with the XLA path (:mod:`glif_jax.xla_scan`) to float rounding.
 
 It is built by ``pip install`` (an optional C++ extension: without a compiler the install
 still succeeds and :func:`available` is False). On x86-64 its loops are compiled for AVX-512,
@@ -114,7 +114,7 @@ def isa() -> str | None:
     return ISAS[_library().GlifIsa()]
 
 
-def unsupported(spike_function: surrogate_lib.Surrogate, inputs_dtype: Any, state_dtype: Any) -> str | None:
+def why_unsupported(spike_function: surrogate_lib.Surrogate, inputs_dtype: Any, state_dtype: Any) -> str | None:
     """Why the kernel cannot run this neuron (``None`` if it can)."""
     reason = _load()
     if reason is not None:
@@ -234,8 +234,8 @@ def scan(coeffs, inputs: jax.Array, initial: tuple[jax.Array, jax.Array] | None,
     Returns:
       ``spikes`` like ``inputs``, and the membranes (or ``None``).
     """
-    reason = unsupported(spike_function, inputs.dtype,
-                         inputs.dtype if initial is None else jnp.result_type(*initial))
+    reason = why_unsupported(spike_function, inputs.dtype,
+                             inputs.dtype if initial is None else jnp.result_type(*initial))
     if reason is not None:
         raise ValueError(f"implementation='kernel': {reason}")
     time_steps, step_shape = inputs.shape[0], inputs.shape[1:]

@@ -14,22 +14,23 @@ For GLIF these are ``decay = 1 - a(1 - tau)``, ``reset_gate = g``, ``leak = (1 -
 is the paper's update term by term; GLIF_f and LIF are the same recurrence with other
 coefficients. :func:`glif` runs it over time in the compiled CPU kernel of
 :mod:`glif_jax.cpu_kernel` when compiling for the CPU (``implementation="auto"``, the default),
-else as an XLA scan with a hand-written backward pass through time (``"fused"``, which keeps
-only the membrane of every step), or with autodiff through :func:`jax.lax.scan` of
-:func:`glif_step` (``"autodiff"``).
+else as an XLA scan with a hand-written backward pass through time (``"xla"``,
+:mod:`glif_jax.xla_scan`, which keeps only the membrane of every step), or with autodiff
+through :func:`jax.lax.scan` of :func:`glif_step` (``"autodiff"``). This module holds the
+equations, the configuration and the choice among these backends.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-from typing import Any, Mapping, NamedTuple
+import warnings
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from glif_jax import cpu_kernel
+from glif_jax import cpu_kernel, xla_scan
 from glif_jax import surrogate as surrogate_lib
 
 GATE_NAMES = ("alpha", "beta", "gamma")
@@ -41,7 +42,9 @@ KIND_PARAM_NAMES = {
     "lif": ("tau", "v_th"),
 }
 GATE_MODES = ("soft", "hard")
-IMPLEMENTATIONS = ("auto", "kernel", "fused", "autodiff")
+IMPLEMENTATIONS = ("auto", "kernel", "xla", "autodiff")
+# earlier names of implementations, accepted with a DeprecationWarning
+DEPRECATED_IMPLEMENTATIONS = {"fused": "xla"}
 
 Params = Mapping[str, jax.Array]
 
@@ -58,15 +61,17 @@ class NeuronConfig:
     surrogate, surrogate_width: the spike's surrogate derivative (see :mod:`glif_jax.surrogate`).
     state_dtype: dtype of membrane and spike state; ``None`` means float32 (float64 for
       float64 inputs).
-    implementation: ``"fused"`` (an XLA time scan with a hand-written backward through time),
-      ``"kernel"`` (the compiled CPU kernel of :mod:`glif_jax.cpu_kernel`: the same numbers,
-      several times faster on the CPU; an error where it cannot run), ``"auto"`` (the kernel
-      when compiling for the CPU and it supports the neuron, else ``"fused"``), or
-      ``"autodiff"`` (autodiff through a scan of :func:`glif_step`; also differentiable twice).
+    implementation: ``"xla"`` (an XLA time scan with a hand-written backward through time,
+      :mod:`glif_jax.xla_scan`), ``"kernel"`` (the compiled CPU kernel of
+      :mod:`glif_jax.cpu_kernel`: the same numbers, several times faster on the CPU; an error
+      where it cannot run), ``"auto"`` (the kernel when compiling for the CPU and it supports
+      the neuron, else ``"xla"``), or ``"autodiff"`` (autodiff through a scan of
+      :func:`glif_step`; also differentiable twice). ``"fused"``, the earlier name of
+      ``"xla"``, still works and warns (``DeprecationWarning``).
     unroll: ``jax.lax.scan`` unroll factor of the XLA forward time loop (``True`` unrolls it
       whole); ``None`` picks by length: whole for ``T <= 8``, where XLA fuses the short loop
       into a few passes over memory, and a rolled loop (1) for longer ones, where an unrolled
-      loop recomputes every earlier step for each output step. The ``"fused"`` backward always
+      loop recomputes every earlier step for each output step. The ``"xla"`` backward always
       runs as a rolled loop (its fused reductions would be recomputed the same way).
     """
 
@@ -81,6 +86,11 @@ class NeuronConfig:
     unroll: int | bool | None = None
 
     def __post_init__(self):
+        if self.implementation in DEPRECATED_IMPLEMENTATIONS:
+            current = DEPRECATED_IMPLEMENTATIONS[self.implementation]
+            warnings.warn(f"implementation={self.implementation!r} is deprecated; it is now called {current!r}",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "implementation", current)  # frozen: set once, here
         _check_choice("kind", self.kind, tuple(KIND_PARAM_NAMES))
         _check_choice("gates", self.gates, GATE_MODES)
         _check_choice("implementation", self.implementation, IMPLEMENTATIONS)
@@ -115,6 +125,22 @@ class Coefficients(NamedTuple):
     soft_reset: jax.Array
     threshold: jax.Array
 
+    def membrane_update(self, membrane: jax.Array, spike: jax.Array, input_gain: jax.Array,
+                        inputs: jax.Array) -> jax.Array:
+        """The GLIF paper's neuron equations: ``L + I - reset`` for one step, in the authors' order of terms.
+
+        ``membrane`` and ``spike`` are the previous step's, ``input_gain`` this step's row of
+        :attr:`input_gain` (or all of it when it does not depend on time).
+        """
+        leak_term = self.decay * membrane * (1 - self.reset_gate * spike) - self.leak
+        return leak_term + input_gain * inputs - self.soft_reset * spike
+
+    def per_step_gain(self, time_steps: int) -> jax.Array:
+        """:attr:`input_gain` with a leading time axis of ``time_steps`` (``[T]`` or ``[T, C]``)."""
+        if self.input_gain.ndim:
+            return self.input_gain
+        return jnp.broadcast_to(self.input_gain, (time_steps,))
+
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
@@ -144,17 +170,41 @@ def is_neuron_params(tree: Any) -> bool:
     )
 
 
+def _map_neuron_params(function: Callable[[str, Params], Any], tree: Any, keys: tuple[str, ...] = ()) -> Any:
+    """``tree`` (its mappings as dicts) with every GLIF layer's parameter mapping replaced by
+    ``function(path, params)``, ``path`` being the keys that lead to it joined by ``/``.
+
+    The one walk over a parameter tree that finds the GLIF layers: :func:`constrained_tree`,
+    :func:`neuron_scopes` and through them ``glif_jax.layers.neuron_values`` and the optimiser's
+    parameter groups (``glif_jax.optim.param_labels``) all use it.
+    """
+    if is_neuron_params(tree):
+        return function("/".join(keys), tree)
+    if isinstance(tree, Mapping):
+        return {key: _map_neuron_params(function, value, (*keys, str(key))) for key, value in tree.items()}
+    return tree
+
+
+def neuron_scopes(tree: Any) -> dict[str, Params]:
+    """Every GLIF layer's parameters inside ``tree``, ``{path: params}`` in the tree's order.
+
+    A GLIF layer's scope is a mapping that holds one neuron's parameters and nothing else
+    (:func:`is_neuron_params`), as the Flax layer ``glif_jax.layers.GLIF`` stores them;
+    nested mappings (e.g. a Flax ``params`` tree) are searched, and the keys of a path are
+    joined by ``/`` (``"stage1_block1/glif1"``; ``""`` when ``tree`` itself is one layer's).
+    """
+    found: dict[str, Params] = {}
+    _map_neuron_params(found.setdefault, tree)
+    return found
+
+
 def constrained_tree(tree: Any) -> Any:
     """Replaces every GLIF parameter mapping inside ``tree`` by its constrained values.
 
     The rest of the tree keeps its structure and leaves, so e.g. a Flax ``params`` tree
     comes back with ``sigmoid`` applied to exactly the neurons' logits.
     """
-    if is_neuron_params(tree):
-        return constrained(tree)
-    if isinstance(tree, Mapping):
-        return {key: constrained_tree(value) for key, value in tree.items()}
-    return tree
+    return _map_neuron_params(lambda _, params: constrained(params), tree)
 
 
 def _gate(logit: jax.Array, config: NeuronConfig) -> jax.Array:
@@ -190,12 +240,6 @@ def coefficients(params: Params, config: NeuronConfig, dtype: Any = jnp.float32)
     if config.kind == "glif_f":
         return Coefficients(p["tau"], one, p["lam"], p["cond"], p["v_re"], p["v_th"])
     return Coefficients(p["tau"], one, zero, one, zero, p["v_th"])  # lif
-
-
-def _membrane_update(c: Coefficients, input_gain: jax.Array, state: NeuronState, inputs: jax.Array) -> jax.Array:
-    """The GLIF paper's neuron equations: ``L + I - reset`` for one step, in the authors' order of terms."""
-    leak_term = c.decay * state.membrane * (1 - c.reset_gate * state.spike) - c.leak
-    return leak_term + input_gain * inputs - c.soft_reset * state.spike
 
 
 def _validate(params: Any, inputs: Any, config: NeuronConfig) -> None:
@@ -278,15 +322,9 @@ def glif_step(
 
 def _autodiff_step(coeffs, spike_function, state, gain_and_input):
     gain, inputs = gain_and_input
-    membrane = _membrane_update(coeffs, gain, state, inputs.astype(state.membrane.dtype))
+    membrane = coeffs.membrane_update(state.membrane, state.spike, gain, inputs.astype(state.membrane.dtype))
     spike = surrogate_lib.heaviside(membrane - coeffs.threshold, spike_function)
     return NeuronState(membrane, spike), (spike, membrane)
-
-
-def _per_step_gain(coeffs: Coefficients, time_steps: int) -> jax.Array:
-    if coeffs.input_gain.ndim:
-        return coeffs.input_gain
-    return jnp.broadcast_to(coeffs.input_gain, (time_steps,))
 
 
 _MAX_UNROLLED_STEPS = 8
@@ -300,151 +338,10 @@ def _unroll(unroll: int | bool | None, time_steps: int) -> int | bool:
 
 
 def _autodiff_scan(coeffs, inputs, state, spike_function, unroll):
-    gains = _per_step_gain(coeffs, inputs.shape[0])
+    gains = coeffs.per_step_gain(inputs.shape[0])
     step = functools.partial(_autodiff_step, coeffs, spike_function)
     _, (spikes, membranes) = jax.lax.scan(step, state, (gains, inputs), unroll=unroll)
     return spikes.astype(inputs.dtype), membranes
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _fused_scan(spike_function, unroll, coeffs, inputs, membrane0, spike0):
-    """Forward of the recurrence; returns (spikes in the inputs' dtype, membranes in state dtype)."""
-    return _fused_forward(unroll, coeffs, inputs, membrane0, spike0)
-
-
-def _fused_forward(unroll, coeffs, inputs, membrane0, spike0):
-    def step(membrane_prev, xs):
-        # Only the membrane is carried: the last spike is recomputed from it (same bits), which
-        # saves writing and reading a spike array per step; step 0 takes the given spike0.
-        # Spikes leave the loop as booleans (a quarter of the bytes) and become floats after it.
-        time_step, gain, inputs_t = xs
-        spike_prev = jnp.where(time_step == 0, spike0, (membrane_prev - coeffs.threshold > 0).astype(spike0.dtype))
-        state = NeuronState(membrane_prev, spike_prev)
-        membrane = _membrane_update(coeffs, gain, state, inputs_t.astype(membrane0.dtype))
-        return membrane, (membrane - coeffs.threshold > 0, membrane)  # exact Heaviside forward
-
-    time_steps = inputs.shape[0]
-    xs = (jnp.arange(time_steps), _per_step_gain(coeffs, time_steps), inputs)
-    _, (spikes, membranes) = jax.lax.scan(step, membrane0, xs, unroll=unroll)
-    return spikes.astype(inputs.dtype), membranes
-
-
-def _fused_scan_fwd(spike_function, unroll, coeffs, inputs, membrane0, spike0):
-    # symbolic_zeros: every array argument arrives wrapped with its `perturbed` bit
-    coeffs, inputs, membrane0, spike0 = jax.custom_derivatives.custom_vjp_primal_tree_values(
-        (coeffs, inputs, membrane0, spike0)
-    )
-    spikes, membranes = _fused_forward(unroll, coeffs, inputs, membrane0, spike0)
-    return (spikes, membranes), (coeffs, inputs, membrane0, spike0, membranes)
-
-
-# The backward sums six per-step terms over batch and space. One jnp.sum per term would read the
-# step's arrays six times (XLA:CPU's library reductions fuse no compare/select, so it also writes
-# intermediates), and one variadic reduction over all elements is a slow strided loop. So the
-# leading elements are split into a few equal chunks that one variadic reduction adds together
-# (one streaming pass for all terms), and the small partials are then summed per term.
-_MAX_CHUNKS = 8
-
-
-def _chunk_count(size: int) -> int:
-    """The largest divisor of ``size`` that is at most ``_MAX_CHUNKS`` (1 if none is larger)."""
-    return max(k for k in range(1, min(size, _MAX_CHUNKS) + 1) if size % k == 0)
-
-
-def _sum_to(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Sums away the axes along which something of ``shape`` was broadcast to ``x.shape``."""
-    x = jnp.sum(x, axis=tuple(range(x.ndim - len(shape))))
-    axes = tuple(axis for axis, size in enumerate(shape) if size == 1 and x.shape[axis] != 1)
-    return jnp.sum(x, axis=axes, keepdims=True) if axes else x
-
-
-def _sums_to(values: dict[str, jax.Array], shapes: dict[str, tuple[int, ...]]) -> dict[str, jax.Array]:
-    """``_sum_to(values[name], shapes[name])`` for every name, reading the arrays once for all sums."""
-    groups: dict[tuple[tuple[int, ...], int], list[str]] = {}
-    for name, value in values.items():
-        groups.setdefault((value.shape, value.ndim - len(shapes[name])), []).append(name)
-    sums = {}
-    for (shape, leading), names in groups.items():
-        size = math.prod(shape[:leading])
-        chunks = _chunk_count(size)
-        operands = tuple(values[name].reshape(chunks, size // chunks, *shape[leading:]) for name in names)
-        if chunks > 1:
-            zeros = tuple(jnp.zeros((), x.dtype) for x in operands)
-            partials = jax.lax.reduce(operands, zeros, lambda a, b: tuple(x + y for x, y in zip(a, b)), (0,))
-        else:
-            partials = tuple(x[0] for x in operands)
-        sums.update({name: _sum_to(partial, shapes[name]) for name, partial in zip(names, partials)})
-    return sums
-
-
-def _is_zero(cotangent) -> bool:
-    return isinstance(cotangent, jax.custom_derivatives.SymbolicZero)
-
-
-def _fused_scan_bwd(spike_function, unroll, residuals, cotangents):
-    """Backward through time, from t = T down to 1, then the initial state (a rolled loop).
-
-    ``delta`` is dL/du_t in total (its own spike, its membrane output and every later step).
-    Step t+1's use of ``u_t`` and ``o_t`` is accounted for at iteration t, so that each
-    iteration reads only the membrane ``u_t`` it saved (spikes are recomputed from it).
-    Cotangents of unused outputs arrive as symbolic zeros and are never materialised.
-    """
-    del unroll  # the loop stays rolled: unrolled, XLA would recompute each step's sums from scratch
-    coeffs, inputs, membrane0, spike0, membranes = residuals
-    grad_spikes, grad_membranes = cotangents
-    dtype = membranes.dtype
-    c = coeffs
-    shapes = {name: jnp.shape(value) for name, value in c._asdict().items()}
-
-    def from_next_step(delta_next, membrane, spike):
-        """Step t+1's use of ``(u_t, o_t)``: coefficient terms to sum, and dL/du_t, dL/do_t through it."""
-        terms = {
-            "decay": delta_next * membrane * (1 - c.reset_gate * spike),
-            "reset_gate": delta_next * c.decay * membrane * spike,  # summed, then negated
-            "soft_reset": delta_next * spike,  # summed, then negated
-        }
-        grad_membrane = delta_next * c.decay * (1 - c.reset_gate * spike)
-        grad_spike = -delta_next * (c.decay * c.reset_gate * membrane + c.soft_reset)
-        return grad_membrane, grad_spike, terms
-
-    def step(delta_next, xs):
-        membrane, inputs_t, gain = xs["membrane"], xs["inputs"], xs["gain"]
-        distance = membrane - c.threshold
-        spike = (distance > 0).astype(dtype)
-        grad_membrane, grad_spike, terms = from_next_step(delta_next, membrane, spike)
-        if "grad_spike" in xs:
-            grad_spike = grad_spike + xs["grad_spike"].astype(dtype)
-        through_spike = grad_spike * spike_function(distance)
-        delta = grad_membrane + xs["grad_membrane"] if "grad_membrane" in xs else grad_membrane
-        delta = delta + through_spike
-        terms.update(threshold=through_spike, leak=delta, input_gain=delta * inputs_t.astype(dtype))
-        sums = _sums_to(terms, {**shapes, "input_gain": jnp.shape(gain)})
-        return delta, ((delta * gain).astype(inputs.dtype), sums)
-
-    xs = {"membrane": membranes, "inputs": inputs, "gain": _per_step_gain(c, inputs.shape[0])}
-    if not _is_zero(grad_spikes):
-        xs["grad_spike"] = grad_spikes
-    if not _is_zero(grad_membranes):
-        xs["grad_membrane"] = grad_membranes
-    # per-step sums come out as ys (not a carry) so that shard_map's varying-axis types line up;
-    # carrying them summed over time measured slower (the loop copies its carry)
-    delta_last = jnp.zeros_like(membrane0)
-    delta_first, (grad_inputs, step_sums) = jax.lax.scan(step, delta_last, xs, reverse=True)
-    grad_membrane0, grad_spike0, first_terms = from_next_step(delta_first, membrane0, spike0)
-    first_sums = _sums_to(first_terms, shapes)
-    totals = {name: jnp.sum(value, axis=0) for name, value in step_sums.items()}
-    for name, value in first_sums.items():
-        totals[name] = totals[name] + value
-    for name in ("reset_gate", "soft_reset", "threshold", "leak"):
-        totals[name] = -totals[name]
-    grad_gain = step_sums["input_gain"] if c.input_gain.ndim else totals["input_gain"]
-    grad_coeffs = Coefficients(**{name: totals[name] for name in Coefficients._fields if name != "input_gain"},
-                               input_gain=grad_gain)
-    grad_coeffs = jax.tree.map(lambda g, x: g.astype(x.dtype).reshape(x.shape), grad_coeffs, c)
-    return grad_coeffs, grad_inputs, grad_membrane0, grad_spike0
-
-
-_fused_scan.defvjp(_fused_scan_fwd, _fused_scan_bwd, symbolic_zeros=True)
 
 
 def glif_scan(
@@ -484,9 +381,9 @@ def _run(params, inputs, initial, config: NeuronConfig, keep_membranes: bool):
                                            _unroll(config.unroll, inputs.shape[0]))
         return spikes, membranes if keep_membranes else jnp.zeros((), dtype)
 
-    def fused():
-        spikes, membranes = _fused_scan(config.spike_function, _unroll(config.unroll, inputs.shape[0]),
-                                        coeffs, inputs, *initial)
+    def xla():
+        spikes, membranes = xla_scan.scan(coeffs, inputs, initial, config.spike_function,
+                                          _unroll(config.unroll, inputs.shape[0]))
         return spikes, membranes if keep_membranes else jnp.zeros((), dtype)
 
     def kernel():
@@ -494,16 +391,16 @@ def _run(params, inputs, initial, config: NeuronConfig, keep_membranes: bool):
                                             keep_membranes)
         return spikes, membranes if keep_membranes else jnp.zeros((), dtype)  # glif() reads spikes only
 
-    if config.implementation == "fused":
-        return fused()
+    if config.implementation == "xla":
+        return xla()
     if config.implementation == "kernel":
         return kernel()
-    if cpu_kernel.unsupported(config.spike_function, inputs.dtype, dtype) is not None:
+    if cpu_kernel.why_unsupported(config.spike_function, inputs.dtype, dtype) is not None:
         if not cpu_kernel.available():
             cpu_kernel.warn_unavailable()
-        return fused()
+        return xla()
     # "auto": chosen when lowering, so the same function also compiles for GPU and TPU
-    return jax.lax.platform_dependent(cpu=kernel, default=fused)
+    return jax.lax.platform_dependent(cpu=kernel, default=xla)
 
 
 def glif(params: Params, inputs: jax.Array, config: NeuronConfig | None = None, **options) -> jax.Array:

@@ -193,4 +193,4 @@ def test_initial_distributions_match_a_freshly_initialised_glif_layer():
         np.testing.assert_allclose(quantiles, [start.lower_quartile, start.median, start.upper_quartile],
                                    atol=2e-3)
     assert initial["tau"].is_constant and initial["tau"].low == 0.25
-    assert initial_distributions(("cond",), "imagenet", time_steps=6)["cond"].low == 0.9
+    assert initial_distributions(("cond",), "imagenet_t6", time_steps=6)["cond"].low == 0.9

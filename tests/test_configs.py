@@ -1,7 +1,9 @@
 """Tests of configs/: schema, the paper's recipes and the experiment grid."""
 
+import math
 import pathlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from ml_collections import config_flags
 
 from glif_jax.configs import base
 from glif_jax import models, optim
-from glif_jax.neuron import NeuronConfig
+from glif_jax.neuron import NeuronConfig, neuron_scopes
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -31,7 +33,9 @@ ABLATION_RUNS = [f"cifar10_resnet18_t4_{a}" for a in ABLATIONS]
 OTHER_RUNS = ["default", "cifar10_npz_resnet18_t4"]
 ALL_RUNS = CIFAR_RUNS + IMAGENET_RUNS + DVS_RUNS + ABLATION_RUNS + OTHER_RUNS
 
-# The paper's training recipe table; batch = batch per GPU x GPUs.
+# The paper's training recipe table; batch = batch per GPU x GPUs. ImageNet at T = 6 starts cond
+# at 0.9 instead of 0.5: GLIF preset "imagenet_t6" (IMAGENET_T6_INIT).
+IMAGENET_T6_INIT = "imagenet_t6"
 PAPER_RECIPES = {
     "cifar": dict(base_lr=0.1, num_epochs=200, batch_size=64, weight_decay=5e-5,
                   gate_lr_scale=0.1, cosine_period_epochs=None, init="cifar"),
@@ -110,7 +114,7 @@ def test_every_config_loads_with_the_schema(name):
     models.get_spec(config.model.name, **config.model.kwargs)  # valid options of the model
     assert config.parallel in ("none", "pmap", "mesh")
     assert config.optim.step_schedule_per in ("epoch", "step")
-    assert config.model.init in ("cifar", "imagenet", "dvs")
+    assert config.model.init in ("cifar", "imagenet", IMAGENET_T6_INIT, "dvs")
     assert config.model.remat is True   # glif-train recomputes tdBN and GLIF in the backward pass
     assert config.is_locked
     NeuronConfig(**config.model.neuron)  # the neuron block is a valid floor-1 NeuronConfig
@@ -130,7 +134,8 @@ def test_paper_recipe_values(name):
         dataset, dataset)
     assert config.model.name == "_".join(model)
     assert config.model.time_steps == int(steps[1:])
-    assert config.model.init == expected["init"]
+    imagenet_t6 = name.startswith("imagenet") and steps == "t6"
+    assert config.model.init == (IMAGENET_T6_INIT if imagenet_t6 else expected["init"])
     assert config.model.channel_wise is True
     assert dict(config.model.neuron) == PAPER_NEURON
     assert config.num_epochs == expected["num_epochs"]
@@ -250,6 +255,22 @@ def test_builders_reject_bad_arguments():
         base.cifar("resnet18", "cifar10", 4, neuron_overrides={"kindd": "lif"})
     with pytest.raises(ValueError, match=r"'resnet18' has no options \['width_change'\]"):
         base.cifar("resnet18", "cifar10", 4, model_overrides={"width_change": "1x1"})
+
+
+@pytest.mark.parametrize("name, cond", [("imagenet_ms_resnet18_t6", 0.9), ("imagenet_resnet34_t6", 0.9),
+                                        ("imagenet_ms_resnet18_t4", 0.5)])
+def test_imagenet_configs_start_cond_as_the_paper(name, cond):
+    """The ImageNet recipe's GLIF layers start at cond 0.9 with T = 6 and 0.5 with T = 4: every
+    GLIF layer of the configured model holds exactly the float32 logit of that value."""
+    config = load(name, "--config.model.kwargs.width_multiplier=0.0625")   # same GLIF layers, narrow
+    model = models.from_config(config.model, num_classes=10)
+    x = jnp.zeros((1, 32, 32, 3))
+    params = jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0))["params"]
+    conds = [layer["cond"] for layer in neuron_scopes(params).values()]
+    assert len(conds) > 10
+    for value in conds:
+        assert value.shape[0] == config.model.time_steps
+        np.testing.assert_array_equal(value, np.float32(math.log(cond / (1 - cond))))
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,7 @@ for time_steps, step_shape in [*SHAPES, STREAMED_SHAPES[1]]:
             return jnp.sum(spikes * g) + jnp.sum(membranes * g[::-1])
         grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
         initial = NeuronState(membrane0, spike0)
-        differences = leaf_differences(grad(params, x, initial, "kernel"), grad(params, x, initial, "fused"))
+        differences = leaf_differences(grad(params, x, initial, "kernel"), grad(params, x, initial, "xla"))
         assert max(differences.values()) <= 2e-5, (name, differences)
 print("same numbers at", cpu_kernel.isa())
 """
@@ -214,7 +214,7 @@ def test_float32_gradients_match_xla_path(time_steps, step_shape, surrogate_name
         return jnp.sum(spikes * g_spikes) + jnp.sum(membranes * g_membranes)
 
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
-    want = grad(params, x, initial, "fused")
+    want = grad(params, x, initial, "xla")
     got = grad(params, x, initial, "kernel")
     differences = leaf_differences(got, want)  # each leaf relative to its own largest expected value
     assert max(differences.values()) <= 2e-5, differences
@@ -228,7 +228,7 @@ def test_gradient_of_spikes_only_skips_membranes():
     weights = rng.normal(size=x.shape).astype(np.float32)
     grad = jax.jit(jax.grad(lambda p, x, impl: jnp.sum(glif(p, x, implementation=impl) * weights), argnums=(0, 1)),
                    static_argnums=2)
-    want, got = grad(params, x, "fused"), grad(params, x, "kernel")
+    want, got = grad(params, x, "xla"), grad(params, x, "kernel")
     assert_tree_close(got, want, rtol=2e-5, atol=2e-5)
 
 
@@ -247,7 +247,7 @@ def test_float64_gradients_of_large_problems_match_xla_path(time_steps, step_sha
             return jnp.sum(spikes * g_spikes)
 
         grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
-        want, got = grad(params, x, initial, "fused"), grad(params, x, initial, "kernel")
+        want, got = grad(params, x, initial, "xla"), grad(params, x, initial, "kernel")
         assert {leaf.dtype for leaf in jax.tree.leaves(got)} == {np.dtype(np.float64)}
         differences = leaf_differences(got, want)  # each leaf relative to its own largest expected value
         assert max(differences.values()) <= 1e-11, differences
@@ -284,7 +284,7 @@ def test_auto_uses_the_kernel_on_cpu_and_xla_elsewhere():
     assert NeuronConfig().implementation == "auto"
     text = compiled_text(grad, params, x)
     assert "glif_jax_cpu_forward" in text and "glif_jax_cpu_backward" in text
-    assert "glif_jax_cpu" not in compiled_text(lambda p, x: glif(p, x, implementation="fused"), params, x)
+    assert "glif_jax_cpu" not in compiled_text(lambda p, x: glif(p, x, implementation="xla"), params, x)
     for accelerator in ("cuda", "tpu"):
         lowered = jax.jit(grad).trace(params, x).lower(lowering_platforms=(accelerator,)).as_text()
         assert "glif_jax_cpu" not in lowered, accelerator
@@ -297,14 +297,14 @@ def test_auto_falls_back_where_the_kernel_cannot_run():
     params = logits_for(rng, 3, 4)
     x = jnp.asarray(rng.normal(size=(3, 2, 4)).astype(np.float32))
     auto = jax.grad(lambda x: jnp.sum(glif(params, x, surrogate="test_gaussian")))(x)
-    fused = jax.grad(lambda x: jnp.sum(glif(params, x, surrogate="test_gaussian", implementation="fused")))(x)
-    assert_tree_close(auto, fused)
+    xla = jax.grad(lambda x: jnp.sum(glif(params, x, surrogate="test_gaussian", implementation="xla")))(x)
+    assert_tree_close(auto, xla)
     with pytest.raises(ValueError, match="implementation='kernel'.*user-registered"):
         glif(params, x, surrogate="test_gaussian", implementation="kernel")
     with pytest.raises(ValueError, match="implementation='kernel'.*float32 or float64"):
         glif(params, x.astype(jnp.bfloat16), implementation="kernel")
     assert_tree_close(glif(params, x, state_dtype="bfloat16"),
-                      glif(params, x, state_dtype="bfloat16", implementation="fused"))
+                      glif(params, x, state_dtype="bfloat16", implementation="xla"))
 
 
 def test_a_missing_kernel_is_said_once_at_first_use(monkeypatch):
@@ -323,7 +323,7 @@ def test_a_missing_kernel_is_said_once_at_first_use(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         glif(params, x + 1)   # once per process
-    assert_tree_close(spikes, glif(params, x, implementation="fused"))
+    assert_tree_close(spikes, glif(params, x, implementation="xla"))
     monkeypatch.undo()
     cpu_kernel.warn_unavailable.cache_clear()
     with warnings.catch_warnings():

@@ -1,5 +1,6 @@
-"""Batching semantics of the host pipelines: one exact eval pass, infinite reshuffled
-train stream, disjoint shards per process (glif_jax.data.batching)."""
+"""Batching semantics of the host pipelines: one exact eval pass, a train stream whose
+epoch(e) is reshuffled every pass in the order of (seed, e), disjoint shards per process
+(glif_jax.data.batching)."""
 
 import itertools
 
@@ -8,6 +9,7 @@ import pytest
 
 from glif_jax.data.batching import OrderedPass, ShuffledBatches, with_mask
 from glif_jax.data.options import BatchRequest
+from tests.data_reference import assert_batches_equal, reference_batches
 
 
 def examples(count):
@@ -72,34 +74,60 @@ def train_stream(shard, seed=0, count=20, shard_count=2, batch_size=3):
     return ShuffledBatches(images, labels, identity_train, request)
 
 
-def test_train_stream_is_infinite_and_reshuffled_each_epoch():
-    """Per epoch: floor(floor(20/2)/3) = 3 batches per shard, no example twice; the
-    order changes between epochs; the stream goes on past any number of epochs."""
+def test_train_epoch_is_endless_and_reshuffled_each_pass():
+    """Per pass: floor(floor(20/2)/3) = 3 batches per shard, no example twice; the order
+    changes between passes and between epochs; an epoch goes on past any number of passes;
+    iterating the stream is epoch 0."""
     stream = train_stream(0)
     assert stream.batches_per_epoch == 3
-    batches = list(itertools.islice(stream, 3 * 5))
-    assert len(batches) == 15
-    epochs = [sum((real_labels(b) for b in batches[3 * e : 3 * e + 3]), []) for e in range(5)]
-    for epoch in epochs:
-        assert len(epoch) == 9 and len(set(epoch)) == 9
-    assert len({tuple(epoch) for epoch in epochs}) == 5
+    for epoch in range(2):
+        batches = list(itertools.islice(stream.epoch(epoch), 3 * 5))
+        assert len(batches) == 15
+        passes = [sum((real_labels(b) for b in batches[3 * p : 3 * p + 3]), []) for p in range(5)]
+        for one_pass in passes:
+            assert len(one_pass) == 9 and len(set(one_pass)) == 9
+        assert len({tuple(one_pass) for one_pass in passes}) == 5
+    first = [real_labels(b) for b in itertools.islice(stream.epoch(0), 3)]
+    assert first != [real_labels(b) for b in itertools.islice(stream.epoch(1), 3)]
+    assert first == [real_labels(b) for b in itertools.islice(stream, 3)]
 
 
 def test_train_shards_are_disjoint_within_an_epoch():
-    """Multi-host: in every epoch the shards' examples do not overlap."""
+    """Multi-host: in every pass of every epoch the shards' examples do not overlap."""
     for epoch in range(3):
-        parts = [
-            set(sum((real_labels(b) for b in train_stream(shard, shard_count=3).epoch(epoch)), []))
-            for shard in range(3)
-        ]
-        assert all(len(part) == 6 for part in parts)  # floor(floor(20/3)/3) * 3
-        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        for one_pass in range(2):
+            parts = []
+            for shard in range(3):
+                stream = train_stream(shard, shard_count=3)
+                batches = itertools.islice(stream.epoch(epoch), one_pass * 2, (one_pass + 1) * 2)
+                parts.append(set(sum((real_labels(b) for b in batches), [])))
+            assert all(len(part) == 6 for part in parts)  # floor(floor(20/3)/3) * 3
+            assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+
+
+@pytest.mark.parametrize("shard_index, shard_count", [(0, 1), (1, 3)])
+def test_train_epoch_follows_the_reference_order(shard_index, shard_count):
+    """epoch(e) is the order training runs have always used for epoch e (tests/data_reference.py),
+    augmentation draws included, across pass boundaries, in any order of asking for epochs."""
+    images, labels = examples(23)
+
+    def noisy(raw, rng):
+        return raw + rng.random(raw.shape).astype(np.float32)
+
+    request = BatchRequest("train", batch_size=3, seed=11, train=True, shard_index=shard_index,
+                           shard_count=shard_count, drop_remainder=True)
+    stream = ShuffledBatches(images, labels, noisy, request)
+    count = 2 * stream.batches_per_epoch + 1
+    for epoch in (4, 0, 1, 4):
+        expected = reference_batches(images, labels, 3, 11, epoch, count, noisy,
+                                     shard_index=shard_index, shard_count=shard_count)
+        assert_batches_equal(itertools.islice(stream.epoch(epoch), count), expected)
 
 
 def test_train_stream_is_reproducible_from_the_seed():
-    first = [b["label"] for b in itertools.islice(train_stream(1, seed=5), 7)]
-    again = [b["label"] for b in itertools.islice(train_stream(1, seed=5), 7)]
-    other = [b["label"] for b in itertools.islice(train_stream(1, seed=6), 7)]
+    first = [b["label"] for b in itertools.islice(train_stream(1, seed=5).epoch(2), 7)]
+    again = [b["label"] for b in itertools.islice(train_stream(1, seed=5).epoch(2), 7)]
+    other = [b["label"] for b in itertools.islice(train_stream(1, seed=6).epoch(2), 7)]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 

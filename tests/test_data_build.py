@@ -74,10 +74,12 @@ def test_build_returns_dataset_info_of_the_split():
 
 
 def test_prefetch_setting_does_not_change_the_batches():
-    """Prefetching (a background thread) yields exactly the batches of the plain pipeline."""
+    """Prefetching (a background thread) yields exactly the batches of the plain pipeline,
+    in every epoch."""
     plain, _ = data.build(digits_config(prefetch=0), split="train", batch_size=32, seed=1, train=True)
     ahead, _ = data.build(digits_config(prefetch=3), split="train", batch_size=32, seed=1, train=True)
     assert isinstance(ahead, data.Prefetched) and not isinstance(plain, data.Prefetched)
-    for a, b in zip(itertools.islice(plain, 50), itertools.islice(ahead, 50)):
-        for key in ("image", "label", "mask"):
-            np.testing.assert_array_equal(a[key], b[key])
+    for plain_batches, ahead_batches in [(plain, ahead), (plain.epoch(4), ahead.epoch(4))]:
+        for a, b in zip(itertools.islice(plain_batches, 50), itertools.islice(ahead_batches, 50), strict=True):
+            for key in ("image", "label", "mask"):
+                np.testing.assert_array_equal(a[key], b[key])

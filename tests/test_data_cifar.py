@@ -9,6 +9,7 @@ archives' sizes and hashes, not ours.
 """
 
 import io
+import itertools
 import os
 import shutil
 import tarfile
@@ -19,6 +20,7 @@ import pytest
 from glif_jax import data
 from glif_jax.data import cifar
 from glif_jax.data.tf_host import import_tfds
+from tests.data_reference import assert_batches_equal, reference_batches
 
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465])
 CIFAR10_STD = np.array([0.247, 0.243, 0.261])
@@ -158,27 +160,22 @@ def test_cifar10_train_stream_is_augmented(cifar_data_dir):
     assert changed > 0
 
 
-def test_split_is_read_once_and_shared_read_only(cifar_data_dir, monkeypatch):
-    """The train stream is rebuilt every epoch: the split is read from tfds once, the cached
-    arrays cannot be written to, and augmenting batches leaves them as in the files."""
+@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("shard_index, shard_count", [(0, 1), (1, 2)])
+def test_train_epochs_keep_the_reference_order(cifar_data_dir, augment, shard_index, shard_count):
+    """epoch(e) of the train stream, built once: the order and augmentation training runs
+    have always used for epoch e, past the end of a pass (the paper's data setup preprocessing)."""
     data_dir, written = cifar_data_dir
-    monkeypatch.setattr(cifar, "LOADED_SPLITS", {})
-    reads = []
-    read_dataset = cifar.prepared_builder
-    monkeypatch.setattr(cifar, "prepared_builder", lambda name, *args, **kwargs: (
-        reads.append(name), read_dataset(name, *args, **kwargs))[1])
-    for epoch in range(3):
-        batches, _ = data.build({"name": "cifar10", "data_dir": str(data_dir), "prefetch": 0}, split="train",
-                                batch_size=5, seed=epoch, train=True)
-        next(iter(batches))
-    assert reads == ["cifar10"]
-    images, labels = cifar.load_split("cifar10", str(data_dir), "train")
-    assert reads == ["cifar10"]
-    for array in (images, labels):
-        with pytest.raises(ValueError, match="read-only"):
-            array[0] = 0
-    np.testing.assert_array_equal(images, written["cifar10"]["train"][0])
-    np.testing.assert_array_equal(labels, written["cifar10"]["train"][1])
+    images, labels = written["cifar10"]["train"]
+    stream, _ = data.build({"name": "cifar10", "data_dir": str(data_dir), "augment": augment}, split="train",
+                           batch_size=2, seed=4, train=True, shard_index=shard_index, shard_count=shard_count)
+    train, evaluate = cifar.preprocessing("cifar10")
+    preprocess = train if augment else (lambda raw, rng: evaluate(raw))
+    count = 2 * (10 // shard_count // 2) + 1
+    for epoch in (2, 0, 1):
+        expected = reference_batches(images, labels, 2, 4, epoch, count, preprocess,
+                                     shard_index=shard_index, shard_count=shard_count)
+        assert_batches_equal(itertools.islice(stream.epoch(epoch), count), expected)
 
 
 def test_missing_cifar_says_where_to_put_it_and_how_to_get_it(tmp_path):

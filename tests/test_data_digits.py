@@ -1,11 +1,15 @@
 """The default dataset: scikit-learn digits (glif_jax.data.digits)."""
 
+import itertools
+
 import numpy as np
+import pytest
 from sklearn.datasets import load_digits
 
 from glif_jax import data
 from glif_jax.data.digits import load_split
-from glif_jax.data.normalization import MEAN_STD
+from glif_jax.data.normalization import MEAN_STD, normalize
+from tests.data_reference import assert_batches_equal, reference_batches
 
 
 def gather(split, **kwargs):
@@ -57,3 +61,17 @@ def test_eval_shards_partition_the_split():
     _, all_labels = load_split("eval")
     np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.sort(all_labels))
     np.testing.assert_array_equal(parts[1], all_labels[1::3])
+
+
+@pytest.mark.parametrize("shard_index, shard_count", [(0, 1), (1, 2)])
+def test_train_epochs_keep_the_reference_order(shard_index, shard_count):
+    """epoch(e) of the train stream: the order training runs have always used (two passes of
+    1437 // 64 = 22 batches and one more, for runs with more steps per epoch than a pass)."""
+    images, labels = load_split("train")
+    stream, _ = data.build({"name": "digits"}, split="train", batch_size=64, seed=5, train=True,
+                           shard_index=shard_index, shard_count=shard_count)
+    count = 2 * (1437 // shard_count // 64) + 1
+    for epoch in (0, 3):
+        expected = reference_batches(images, labels, 64, 5, epoch, count, lambda raw, rng: normalize(raw, "digits"),
+                                     shard_index=shard_index, shard_count=shard_count)
+        assert_batches_equal(itertools.islice(stream.epoch(epoch), count), expected)

@@ -20,8 +20,10 @@ import pytest
 
 from glif_jax import data
 from glif_jax.data import dvs
+from glif_jax.data.augment import random_crop
 from glif_jax.data.dvs_frames import PAPER_FRAMING, Framing
 from glif_jax.data.tf_host import import_tensorflow
+from tests.data_reference import assert_batches_equal, reference_batches
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 MAGIC = b"#!AER-DAT4.0\r\n"
@@ -216,6 +218,23 @@ def test_train_stream_crops_all_frames_of_a_recording_alike(recordings, shared_c
             assert matches
             shifted += (4, 4) not in matches
     assert shifted > 0
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_train_epochs_keep_the_reference_order(recordings, shared_cache, augment):
+    """epoch(e) of the train stream, built once: the order and crops training runs have always
+    used for epoch e (92 recordings: 11 batches of 8 per pass, then the next pass)."""
+    data_dir, _ = recordings
+    frames, labels, _ = one_pass(data_dir, shared_cache, "train", batch_size=32)
+    stream, _ = data.build({"name": "cifar10_dvs", "data_dir": str(data_dir), "cache_dir": str(shared_cache),
+                            "augment": augment}, split="train", batch_size=8, seed=9, train=True)
+
+    def preprocess(raw, rng):
+        return random_crop(raw, rng, 4) if augment else raw
+
+    for epoch in (0, 2):
+        expected = reference_batches(frames, labels, 8, 9, epoch, 13, preprocess)
+        assert_batches_equal(itertools.islice(stream.epoch(epoch), 13), expected)
 
 
 def test_listing_agrees_with_tonics_own_dataset_class(recordings, monkeypatch):

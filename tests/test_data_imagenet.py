@@ -8,6 +8,7 @@ against PIL references and against torchvision's RandomResizedCrop rules.
 """
 
 import io
+import itertools
 import tarfile
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image
 
 from glif_jax import data
 from glif_jax.data.tf_host import import_tensorflow, import_tfds
+from tests.data_reference import assert_batches_equal, reference_epoch_seed
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -149,6 +151,43 @@ def test_train_stream_labels_shapes_and_reproducibility(imagenet_data_dir):
     for a, b in zip(batches, again):
         np.testing.assert_array_equal(a["image"], b["image"])
     assert not all(np.array_equal(a["image"], b["image"]) for a, b in zip(batches, other))
+
+
+def reference_train_batches(data_dir, seed, epoch, batch_size, count, shard_index=0, shard_count=1):
+    """The train batches of epoch ``epoch`` as training runs have always read them: tf.data
+    seeded with S = reference_epoch_seed(seed, epoch) for the file order and a 10 000-example
+    shuffle buffer (reshuffled every pass), example i of this shard augmented with the
+    stateless seed fold_in([S, shard_index], i)."""
+    from glif_jax.data.imagenet_preprocess import train_image
+
+    tf, tfds = import_tensorflow(), import_tfds()
+    data_seed = reference_epoch_seed(seed, epoch)
+    options = tf.data.Options()
+    options.deterministic = True
+    examples = tfds.builder("imagenet2012", data_dir=str(data_dir)).as_dataset(
+        split=tfds.even_splits("train", n=shard_count, drop_remainder=True)[shard_index],
+        shuffle_files=True, decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(shuffle_seed=data_seed, options=options))
+    base = tf.constant([data_seed, shard_index], tf.int64)
+    batches = (examples.shuffle(10_000, seed=data_seed, reshuffle_each_iteration=True).repeat().enumerate()
+               .map(lambda index, example: {
+                   "image": train_image(example["image"], tf.random.experimental.stateless_fold_in(base, index)),
+                   "label": example["label"]})
+               .batch(batch_size, drop_remainder=True))
+    return list(itertools.islice(tfds.as_numpy(batches), count))
+
+
+@pytest.mark.parametrize("shard_index, shard_count", [(0, 1), (1, 2)])
+def test_train_epochs_keep_the_reference_order(imagenet_data_dir, shard_index, shard_count):
+    """epoch(e) of the train stream, built once: the batches training runs have always read in
+    epoch e (past the end of a pass: 4 images, batches of 3)."""
+    data_dir, _ = imagenet_data_dir
+    stream, _ = data.build({"name": "imagenet2012", "data_dir": str(data_dir)}, split="train",
+                           batch_size=3 // shard_count, seed=6, train=True, shard_index=shard_index,
+                           shard_count=shard_count)
+    for epoch in (1, 0):
+        expected = reference_train_batches(data_dir, 6, epoch, 3 // shard_count, 3, shard_index, shard_count)
+        assert_batches_equal(itertools.islice(stream.epoch(epoch), 3), expected)
 
 
 def test_missing_imagenet_gives_manual_download_instructions(tmp_path):

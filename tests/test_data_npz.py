@@ -3,12 +3,14 @@ preprocessing (the paper's data setup). Fixture files are written by the tests."
 
 import itertools
 import logging
+import os
 
 import numpy as np
 import pytest
 
 from glif_jax import data
-from glif_jax.data import npz
+from glif_jax.data import cifar, npz
+from tests.data_reference import assert_batches_equal, reference_batches
 
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465])
 CIFAR10_STD = np.array([0.247, 0.243, 0.261])
@@ -81,27 +83,72 @@ def test_wrong_array_layout_is_rejected(tmp_path):
         data.build(config(tmp_path), split="eval", batch_size=2, seed=0, train=False)
 
 
-def test_file_is_read_once_while_unchanged_and_shared_read_only(tmp_path, monkeypatch):
-    """The train stream is rebuilt every epoch: an unchanged file is read once, its cached arrays
-    cannot be written to; a rewritten file is read again."""
-    arrays = write_npz(tmp_path / "train.npz", 8)
-    reads = []
-    read_file = np.load
-    monkeypatch.setattr(npz.np, "load", lambda path, *args, **kwargs: (reads.append(path), read_file(path))[1])
-    for epoch in range(3):
-        batches, _ = data.build(config(tmp_path), split="train", batch_size=4, seed=epoch, train=True)
-        next(iter(batches))
-    assert reads == [str(tmp_path / "train.npz")]
-    images, labels, _ = npz.load(str(tmp_path / "train.npz"))
-    for array in (images, labels):
-        with pytest.raises(ValueError, match="read-only"):
-            array[0] = 0
-    np.testing.assert_array_equal(images, arrays["x"])
-    rewritten = write_npz(tmp_path / "train.npz", 9, seed=1)
-    images, labels, _ = npz.load(str(tmp_path / "train.npz"))
-    assert len(reads) == 2
-    np.testing.assert_array_equal(images, rewritten["x"])
-    np.testing.assert_array_equal(labels, rewritten["y"])
+class WatchedNpz:
+    """An open .npz file that records which arrays are read from it."""
+
+    def __init__(self, arrays, path, read):
+        self._arrays, self._name, self._read = arrays, os.path.basename(path), read
+
+    def __getattr__(self, name):
+        return getattr(self._arrays, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._arrays.close()
+
+    def __getitem__(self, key):
+        self._read.append((self._name, key))
+        return self._arrays[key]
+
+
+def test_a_run_reads_each_file_once_and_the_eval_split_no_train_images(tmp_path, monkeypatch):
+    """A run builds each split once; the eval split's check of the train file reads its
+    labels and class names, not its images."""
+    write_npz(tmp_path / "train.npz", 8)
+    write_npz(tmp_path / "eval.npz", 5)
+    read = []
+    load = np.load
+    monkeypatch.setattr(npz.np, "load",
+                        lambda path, *args, **kwargs: WatchedNpz(load(path, *args, **kwargs), path, read))
+    train, _ = data.build(config(tmp_path), split="train", batch_size=4, seed=0, train=True)
+    evaluated, info = data.build(config(tmp_path), split="eval", batch_size=4, seed=0, train=False)
+    list(itertools.islice(train.epoch(3), 5))
+    list(evaluated)
+    assert sorted(read) == sorted([("train.npz", "x"), ("train.npz", "y"), ("train.npz", "classes"),
+                                   ("eval.npz", "x"), ("eval.npz", "y"), ("eval.npz", "classes"),
+                                   ("train.npz", "y"), ("train.npz", "classes")])
+    assert info.num_classes == 10
+
+
+def test_the_eval_split_still_checks_the_train_files_image_layout(tmp_path):
+    """Without reading them: the .npy header of the train file's images gives dtype and shape."""
+    write_npz(tmp_path / "eval.npz", 3)
+    np.savez(tmp_path / "train.npz", x=np.zeros((3, 4, 4, 3), np.float32), y=np.zeros(3, int))
+    with pytest.raises(ValueError, match=r"config.dataset.train_path: .*train\.npz: x must be uint8 \[N, H, W, C\], "
+                                         r"got float32 \(3, 4, 4, 3\)"):
+        build_split(tmp_path, "eval")
+    np.savez(tmp_path / "train.npz", x=np.zeros((3, 4, 4, 3), np.uint8), y=np.zeros(2, int))
+    with pytest.raises(ValueError,
+                       match=r"config.dataset.train_path: .*train\.npz: y must be \[N=3\], got shape \(2,\)"):
+        build_split(tmp_path, "eval")
+    np.savez_compressed(tmp_path / "train.npz", x=np.zeros((3, 4, 4, 3), np.uint8), y=np.array([0, 1, 11]))
+    _, info = build_split(tmp_path, "eval")
+    assert info.num_classes == 12
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_train_epochs_keep_the_reference_order(tmp_path, augment):
+    """epoch(e) of the train stream: the order (and augmentation) training runs have always
+    used, past the end of a pass; CIFAR's preprocessing, as in the paper's data setup."""
+    arrays = write_npz(tmp_path / "train.npz", 11)
+    stream, _ = data.build(config(tmp_path, augment=augment), split="train", batch_size=3, seed=2, train=True)
+    train, evaluate = cifar.preprocessing("cifar10")
+    preprocess = train if augment else (lambda raw, rng: evaluate(raw))
+    for epoch in (0, 1, 6):
+        expected = reference_batches(arrays["x"], arrays["y"], 3, 2, epoch, 7, preprocess)
+        assert_batches_equal(itertools.islice(stream.epoch(epoch), 7), expected)
 
 
 def write_labels(path, labels, *, class_count=None):
@@ -186,14 +233,14 @@ def test_eval_split_reports_the_train_files_class_count(tmp_path):
 
 
 def test_missing_classes_array_is_logged_once(tmp_path, caplog):
-    """Train builds of every epoch and the eval build: one warning about the train file;
-    none about the eval file, whose own count is not used."""
+    """The train and eval builds of two runs in one process: one warning about the train
+    file; none about the eval file, whose own count is not used."""
     write_labels(tmp_path / "train.npz", [0, 9, 3])
     write_labels(tmp_path / "eval.npz", [0, 2])
     with caplog.at_level(logging.INFO, logger="glif_jax.data.npz"):
-        for seed in range(3):  # the train stream is rebuilt every epoch
+        for seed in range(2):
             data.build(config(tmp_path), split="train", batch_size=2, seed=seed, train=True)
-        data.build(config(tmp_path), split="eval", batch_size=2, seed=0, train=False)
+            data.build(config(tmp_path), split="eval", batch_size=2, seed=seed, train=False)
     records = [record for record in caplog.records if "`classes`" in record.getMessage()]
     assert [record.getMessage() for record in records] == [
         f"npz {tmp_path / 'train.npz'} has no `classes` array: using max(y)+1 = 10 classes"]

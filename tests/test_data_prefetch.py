@@ -82,6 +82,30 @@ def test_closing_the_consumer_stops_the_producer():
     assert source.produced <= 3 + 2 + 1
 
 
+class Epochs:
+    """A train stream stand-in: epoch(e) counts 100 * e, 100 * e + 1, ... without end."""
+
+    def __init__(self):
+        self.asked = []
+
+    def epoch(self, epoch):
+        self.asked.append(epoch)
+        return itertools.count(100 * epoch)
+
+
+def test_a_train_streams_epochs_are_prefetched_and_closing_stops_the_producer():
+    source = Epochs()
+    prefetched = Prefetched(source, 2)
+    assert list(itertools.islice(prefetched.epoch(3), 4)) == [300, 301, 302, 303]
+    iterator = prefetched.epoch(1)
+    assert next(iterator) == 100
+    iterator.close()
+    for thread in prefetch_threads():
+        thread.join(timeout=30)
+    assert not prefetch_threads()
+    assert source.asked == [3, 1]
+
+
 def test_bad_prefetch_size_is_rejected():
     with pytest.raises(ValueError, match="prefetch size must be an int >= 1"):
         Prefetched([], 0)

@@ -35,13 +35,14 @@ def test_parameter_names_and_shapes(channel_wise, shape):
     [
         ("cifar", 4, {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625}),
         ("imagenet", 4, {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625}),
-        ("imagenet", 6, {"v_th": 0.5, "v_re": 0.5, "cond": 0.9, "tau": 0.25, "lam": 0.0625}),
+        ("imagenet", 6, {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625}),
+        ("imagenet_t6", 6, {"v_th": 0.5, "v_re": 0.5, "cond": 0.9, "tau": 0.25, "lam": 0.0625}),
         ("dvs", 4, {"v_th": 0.99999, "v_re": 0.99999, "cond": 0.9, "tau": 0.5, "lam": 0.03125}),
     ],
 )
 def test_primitive_initialisation(preset, time_steps, expected):
     """The GLIF paper's neuron equations initialisation table: logit(value) stored, sigmoid gives the table's value back."""
-    params = init(GLIF(init_values=preset), time_steps=time_steps)
+    params = init(GLIF(neuron_init=preset), time_steps=time_steps)
     for name, value in expected.items():
         np.testing.assert_allclose(sigmoid(np.asarray(params[name], np.float64)), value, rtol=1e-5)
 
@@ -61,15 +62,25 @@ def test_gate_initialisation_range():
 
 def test_explicit_initial_values():
     values = {"tau": 0.3, "lam": 0.1, "v_th": 0.7, "v_re": 0.2, "cond": 0.6}
-    params = init(GLIF(init_values=values))
+    params = init(GLIF(neuron_init=values))
     for name, value in values.items():
         np.testing.assert_allclose(sigmoid(np.asarray(params[name], np.float64)), value, rtol=1e-5)
     with pytest.raises(ValueError, match=r"missing \['cond'\]"):
-        init(GLIF(init_values={k: v for k, v in values.items() if k != "cond"}))
-    with pytest.raises(ValueError, match=r"init\['v_th'\]"):
-        init(GLIF(init_values=dict(values, v_th=1.0)))
+        init(GLIF(neuron_init={k: v for k, v in values.items() if k != "cond"}))
+    with pytest.raises(ValueError, match=r"neuron_init\['v_th'\]"):
+        init(GLIF(neuron_init=dict(values, v_th=1.0)))
     with pytest.raises(ValueError, match="unknown preset"):
-        init(GLIF(init_values="mnist"))
+        init(GLIF(neuron_init="mnist"))
+
+
+def test_init_values_is_a_deprecated_name_of_neuron_init():
+    with pytest.warns(DeprecationWarning, match="neuron_init"):
+        layer = GLIF(init_values="dvs")
+    assert layer.neuron_init == "dvs" and layer.init_values is None
+    for name, value in init(GLIF(neuron_init="dvs")).items():
+        np.testing.assert_array_equal(init(layer)[name], value)
+    with pytest.raises(ValueError, match="neuron_init only"):
+        GLIF(init_values="dvs", neuron_init="imagenet")
 
 
 def test_module_calls_the_pure_function():

@@ -224,13 +224,22 @@ def test_from_config_builds_the_configured_model():
 def test_explicit_neuron_initial_values_reach_every_glif_layer():
     """The GLIF paper's neuron equations initialisation given as explicit values; the model stays hashable (jit-static)."""
     values = {"tau": 0.3, "lam": 0.05, "v_th": 0.4, "v_re": 0.45, "cond": 0.6}
-    model = get_model("tiny_convnet", num_classes=10, time_steps=3, init=ml_collections.ConfigDict(values).to_dict())
+    model = get_model("tiny_convnet", num_classes=10, time_steps=3,
+                      neuron_init=ml_collections.ConfigDict(values).to_dict())
     hash(model)
     x = jnp.zeros(SMALL_INPUTS["tiny_convnet"])
     params = jax.jit(lambda key: model.init(key, x, train=False))(FAST_COMPILING_KEY)["params"]
     for layer in ("stem", "conv1"):
         np.testing.assert_allclose(jax.nn.sigmoid(params[layer]["neuron"]["v_re"]), 0.45, rtol=1e-6)
         np.testing.assert_allclose(jax.nn.sigmoid(params[layer]["neuron"]["cond"]), 0.6, rtol=1e-6)
+
+
+def test_init_is_a_deprecated_name_of_neuron_init():
+    with pytest.warns(DeprecationWarning, match="neuron_init"):
+        model = get_model("tiny_convnet", num_classes=10, time_steps=3, init="dvs")
+    assert model == get_model("tiny_convnet", num_classes=10, time_steps=3, neuron_init="dvs")
+    with pytest.raises(ValueError, match="neuron_init only"):
+        get_model("tiny_convnet", num_classes=10, time_steps=3, init="dvs", neuron_init="imagenet")
 
 
 def conv_widths(spec) -> list[int]:

@@ -31,9 +31,9 @@ CASES = {   # model -> (options, input shape per example, init preset)
 
 
 def step_outputs(name: str, remat: bool):
-    options, shape, init = CASES[name]
+    options, shape, neuron_init = CASES[name]
     time_steps = shape[0] if len(shape) == 4 else 2
-    model = models.get_model(name, num_classes=10, time_steps=time_steps, init=init, remat=remat, **options)
+    model = models.get_model(name, num_classes=10, time_steps=time_steps, neuron_init=neuron_init, remat=remat, **options)
     optimizer = torch_sgd(0.1, momentum=0.9)
     state = create_train_state(model, optimizer, rng=jax.random.PRNGKey(0), input_shape=shape)
     batch = {"image": jax.random.uniform(jax.random.PRNGKey(1), (4, *shape)) * 2,

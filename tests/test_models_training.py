@@ -126,7 +126,7 @@ def test_sgd_steps_lower_the_loss_of_resnet18(resnet18):
 
 def test_sgd_steps_lower_the_loss_of_wide7b():
     """The same on event frames [B, T, 48, 48, 2] with 7B-wideNet (SEW blocks, plain BN)."""
-    model = get_model("wide7b", num_classes=10, time_steps=TIME_STEPS, init="dvs")
+    model = get_model("wide7b", num_classes=10, time_steps=TIME_STEPS, neuron_init="dvs")
     frames = (jax.random.uniform(jax.random.key(2), (2, TIME_STEPS, 48, 48, 2)) > 0.8).astype(jnp.float32)
     losses, grads = sgd_losses(model, initialise(model, frames), frames, learning_rate=0.01)
     assert losses[-1] < losses[0], losses

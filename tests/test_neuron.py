@@ -59,7 +59,7 @@ def as_jax(tree, dtype):
 CASES = list(itertools.product(VARIANTS, (1, 2, 6), (True, False)))
 # "auto" is one of these on any platform (the kernel on the CPU; tests/test_cpu_kernel.py checks
 # which); the kernel is left out only where it could not be built (test_kernel_is_built)
-IMPLEMENTATIONS = ("fused", "autodiff") + (("kernel",) if cpu_kernel.available() else ())
+IMPLEMENTATIONS = ("xla", "autodiff") + (("kernel",) if cpu_kernel.available() else ())
 
 
 @pytest.mark.parametrize("variant,time_steps,channel_wise", CASES)
@@ -198,7 +198,7 @@ def problem():
     return logits, x
 
 
-def loss_fn(params, inputs, implementation="fused"):
+def loss_fn(params, inputs, implementation="xla"):
     weights = jnp.linspace(-1.0, 1.0, inputs.size).reshape(inputs.shape)
     return jnp.sum(glif(params, inputs, implementation=implementation) * weights)
 
@@ -303,6 +303,20 @@ def test_bad_options():
         NeuronConfig(surrogate="nope")
     with pytest.raises(ValueError, match="surrogate_width"):
         NeuronConfig(surrogate_width=-1.0)
+    with pytest.raises(ValueError, match="implementation"):
+        NeuronConfig(implementation="scan")
+
+
+def test_fused_is_a_deprecated_name_of_xla(problem):
+    """``implementation="fused"`` (the XLA path's earlier name) warns and is ``"xla"`` in every respect."""
+    params, x = problem
+    with pytest.warns(DeprecationWarning, match="'fused' is deprecated.*'xla'"):
+        config = NeuronConfig(implementation="fused")
+    assert config == NeuronConfig(implementation="xla") and hash(config) == hash(NeuronConfig(implementation="xla"))
+    assert "fused" not in neuron.IMPLEMENTATIONS
+    with pytest.warns(DeprecationWarning):
+        spikes = glif(params, x, implementation="fused")
+    np.testing.assert_array_equal(spikes, glif(params, x, implementation="xla"))
 
 
 def test_initial_state_shape_is_checked(problem):
@@ -318,3 +332,16 @@ def test_constrained_tree_applies_sigmoid_to_neurons_only(problem):
     np.testing.assert_array_equal(out["conv"]["kernel"], tree["conv"]["kernel"])
     for name, logit in params.items():
         np.testing.assert_allclose(out["block"]["glif"][name], ref.sigmoid(np.asarray(logit)), rtol=1e-6)
+
+
+def test_neuron_scopes_finds_each_layer_by_path_in_tree_order(problem):
+    """Only mappings of one neuron's parameters and nothing else are GLIF layers."""
+    params, _ = problem
+    lif = {"tau": params["tau"], "v_th": params["v_th"]}
+    tree = {"b": {"glif": params}, "conv": {"kernel": jnp.ones(3), "beta": jnp.ones(3)},
+            "norm": {"beta": jnp.ones(3), "gamma": jnp.ones(3)}, "a": lif, "extended": {**params, "syn": jnp.ones(4)}}
+    scopes = neuron.neuron_scopes(tree)
+    assert list(scopes) == ["b/glif", "a"]
+    assert scopes["b/glif"] is params and scopes["a"] is lif
+    assert list(neuron.neuron_scopes(params)) == [""]
+    assert neuron.neuron_scopes({"conv": {"kernel": jnp.ones(3)}}) == {}

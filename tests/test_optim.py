@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from flax.core import freeze
 
-from glif_jax import optim
+from glif_jax import models, neuron, optim
+from glif_jax.analysis import network_order
+from glif_jax.layers import GLIF
 
 # Leaf names of GLIF parameters, from the GLIF paper's neuron equations (written here independently).
 GATE_LEAVES = ("alpha", "beta", "gamma")
@@ -75,7 +77,8 @@ def test_param_labels_match_whole_leaf_names():
 
 
 def test_param_labels_on_a_flax_tree_and_frozen_dict():
-    """A real Flax parameter tree: a module named like a primitive still holds weights."""
+    """A real Flax parameter tree: a GLIF layer's leaves by name; a module named like a primitive,
+    and GLIF names in a module that is not a GLIF layer, are weights."""
 
     class Toy(nn.Module):
         @nn.compact
@@ -84,16 +87,106 @@ def test_param_labels_on_a_flax_tree_and_frozen_dict():
             gate = self.param("alpha", nn.initializers.zeros, (3,))
             cond = self.param("cond", nn.initializers.zeros, (2, 3))
             decoy = self.param("lambda_x", nn.initializers.zeros, (3,))
-            return x * gate + cond.sum(0) + decoy
+            return GLIF(name="glif")(jnp.stack([x * gate, cond.sum(0) + decoy + x]))
 
     params = Toy().init(jax.random.key(0), jnp.ones((1, 2)))["params"]
     for tree in (params, freeze(params)):
         labels = optim.param_labels(tree)
         assert labels["tau"]["kernel"] == "weights"
         assert labels["tau"]["bias"] == "weights"
-        assert labels["alpha"] == "gates"
-        assert labels["cond"] == "primitives"
+        assert labels["alpha"] == "weights"
+        assert labels["cond"] == "weights"
         assert labels["lambda_x"] == "weights"
+        assert {name: labels["glif"][name] for name in tree["glif"]} == {
+            name: expected_group(name) for name in GATE_LEAVES + PRIMITIVE_LEAVES}
+        assert jax.tree.structure(labels) == jax.tree.structure(tree)
+
+
+class ScaleShift(nn.Module):
+    """A user's normalisation-like layer whose shift is called ``beta`` (as in Keras's BatchNorm)."""
+
+    @nn.compact
+    def __call__(self, x):
+        gamma = self.param("gamma", nn.initializers.ones, (x.shape[-1],))
+        beta = self.param("beta", nn.initializers.zeros, (x.shape[-1],))
+        return x * gamma + beta
+
+
+class UserModel(nn.Module):
+    """A user's layers with GLIF-like parameter names around one GLIF layer."""
+
+    @nn.compact
+    def __call__(self, x):                                         # x: [T, B, F]
+        x = nn.Dense(4, name="dense")(x)
+        x = x + self.param("beta", nn.initializers.zeros, (4,))    # the model's own beta
+        x = ScaleShift(name="norm")(x)
+        x = GLIF(name="glif")(x)
+        tau = self.param("tau", nn.initializers.ones, (4,))        # and its own tau
+        return x * tau
+
+
+def test_a_users_beta_is_a_weight_and_the_glif_layers_gates_are_gates():
+    params = UserModel().init(jax.random.key(0), jnp.ones((2, 3, 5)))["params"]
+    labels = optim.param_labels(params)
+    assert labels["beta"] == "weights" and labels["tau"] == "weights"
+    assert labels["norm"] == {"gamma": "weights", "beta": "weights"}
+    assert labels["dense"] == {"kernel": "weights", "bias": "weights"}
+    assert labels["glif"] == {name: expected_group(name) for name in params["glif"]}
+    assert {labels["glif"][name] for name in GATE_LEAVES} == {"gates"}
+
+    # the optimiser decays the user's beta (a weight) and leaves the GLIF gates alone
+    config = optim_config(base_lr=0.2, weight_decay=0.25, gate_lr_scale=0.1)
+    tx = optim.make_optimizer(config, num_epochs=10, steps_per_epoch=4)
+    beta = params["norm"]["beta"] + 1.0
+    with_beta = {**params, "norm": {**params["norm"], "beta": beta}}
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, with_beta), tx.init(with_beta), with_beta)
+    np.testing.assert_allclose(updates["norm"]["beta"], -0.2 * 0.25 * beta, rtol=1e-6)
+    for name in GATE_LEAVES:
+        np.testing.assert_array_equal(updates["glif"][name], 0.0)
+
+
+def leaf_name_labels(params):
+    """The groups as chosen before they depended on the GLIF layer: by leaf name alone."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: expected_group(str(path[-1].key)), params)
+
+
+@pytest.mark.parametrize("name,options", [
+    ("resnet18", {}),
+    ("tiny_convnet", {"neuron": neuron.NeuronConfig(kind="lif")}),
+    ("tiny_convnet", {"neuron": neuron.NeuronConfig(kind="glif_f")}),
+    ("tiny_convnet", {"channel_wise": False}),
+])
+def test_the_paper_models_get_the_labels_of_the_leaf_name_rule(name, options):
+    """The paper's networks name nothing else like a GLIF parameter, so the groups are those of
+    the leaf-name rule; and the GLIF layers found in the tree are exactly the model's GLIF modules."""
+    model = models.get_model(name, num_classes=10, time_steps=2, **options)
+    x = jnp.zeros((1, 32, 32, 3) if name == "resnet18" else (1, 8, 8, 1))
+    params = jax.eval_shape(lambda key: model.init(key, x, train=False), jax.random.key(0))["params"]
+    assert optim.param_labels(params) == leaf_name_labels(params)
+    scopes = neuron.neuron_scopes(params)
+    assert sorted(scopes) == sorted(network_order(model, x, train=False))
+    assert optim.param_labels(params, neuron_scopes=list(scopes)) == leaf_name_labels(params)
+
+
+def test_named_neuron_scopes_for_a_neuron_of_ones_own():
+    """A neuron that stores GLIF's parameters beside a new one (docs/custom_neuron.md) is not a
+    GLIF layer by itself; naming its scope groups GLIF's names there and keeps the new one a weight."""
+    rng = np.random.default_rng(1)
+    glif_params = {name: jnp.asarray(rng.normal(size=(4,)), jnp.float32) for name in GATE_LEAVES + PRIMITIVE_LEAVES}
+    params = {"w_in": jnp.ones((3, 4)), "neuron": {**glif_params, "syn": jnp.zeros((4,))}}
+    assert set(jax.tree.leaves(optim.param_labels(params))) == {"weights"}
+    labels = optim.param_labels(params, neuron_scopes=["neuron"])
+    assert labels["w_in"] == "weights" and labels["neuron"]["syn"] == "weights"
+    assert {name: labels["neuron"][name] for name in glif_params} == {
+        name: expected_group(name) for name in glif_params}
+    assert optim.param_labels(glif_params, neuron_scopes=[""]) == optim.param_labels(glif_params)
+    with pytest.raises(ValueError, match="neuron_scopes.*'neurons'"):
+        optim.param_labels(params, neuron_scopes=["neurons"])
+    tx = optim.make_optimizer(optim_config(weight_decay=0.5), num_epochs=2, steps_per_epoch=1,
+                              neuron_scopes=["neuron"])
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    np.testing.assert_array_equal(updates["neuron"]["alpha"], 0.0)
+    np.testing.assert_allclose(updates["w_in"], -0.1 * 0.5 * params["w_in"], rtol=1e-6)
 
 
 def test_group_of_every_glif_name():
@@ -260,7 +353,8 @@ def test_matches_numpy_torch_sgd_with_changing_lr(per, nesterov):
         flat, grad_fn, rates, momentum=0.9, weight_decay=decays, nesterov=nesterov
     )
 
-    tx = optim.make_optimizer(config, num_epochs=num_epochs, steps_per_epoch=steps_per_epoch)
+    # the flat tree is one neuron's scope with weights beside: its GLIF names are GLIF parameters
+    tx = optim.make_optimizer(config, num_epochs=num_epochs, steps_per_epoch=steps_per_epoch, neuron_scopes=[""])
     params = {k: jnp.asarray(v, jnp.float32) for k, v in flat.items()}
     state = tx.init(params)
     update = jax.jit(tx.update)

@@ -74,7 +74,7 @@ def test_the_sdist_builds_everything_again(dist):
 @pytest.mark.parametrize("missing, call, extra", [
     ("tonic", lambda: __import__("glif_jax.data.dvs", fromlist=["x"]).class_names(), "dvs"),
     ("tensorflow", lambda: __import__("glif_jax.data.tf_host", fromlist=["x"]).import_tensorflow(), "cifar"),
-    ("sklearn", lambda: __import__("glif_jax.data.digits", fromlist=["x"]).load_split.__wrapped__("train"), "train"),
+    ("sklearn", lambda: __import__("glif_jax.data.digits", fromlist=["x"]).load_split("train"), "train"),
     ("pandas", lambda: __import__("glif_jax.analysis.tables", fromlist=["x"]).values_table([]), "plot"),
 ])
 def test_a_feature_without_its_extra_names_the_extra(monkeypatch, missing, call, extra):

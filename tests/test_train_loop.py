@@ -1,21 +1,29 @@
 """glif_jax.train.train: the loop's outputs, reproducibility and exact resume.
 
 Runs `train_and_evaluate` on the stand-ins of tests/train_standins.py (a BatchNorm
-ConvNet on in-memory data): 2-3 epochs of 4 steps of batch 8.
+ConvNet on in-memory data): 2-3 epochs of 4 steps of batch 8; and, for how a run uses its
+data, `build_experiment` on the real default data (scikit-learn's digits).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 
+from glif_jax import data
 from glif_jax.checkpoint import CheckpointError, Checkpointer
+from glif_jax.configs import base
+from glif_jax.data import digits
+from glif_jax.data.normalization import normalize
+from glif_jax.train.experiment import build_experiment
 from glif_jax.train.state import TrainState
 from glif_jax.train.train import evaluate_checkpoint, initial_state, train_and_evaluate
 from glif_jax.train.writers import METRICS_FILE
 from tests.comparison import assert_tree_close
+from tests.data_reference import assert_batches_equal, reference_batches
 from tests.train_standins import Interrupted, make_experiment, small_config
 
 NUM_EPOCHS = 3
@@ -152,3 +160,36 @@ def test_evaluate_checkpoint_reproduces_the_final_evaluation(reference_run):
     assert latest["eval_loss"] == pytest.approx(results["eval_loss"], rel=1e-6)
     best = evaluate_checkpoint(config, workdir, which="best", experiment=make_experiment(config))
     assert best["eval_top1"] == pytest.approx(results["best_eval_top1"])
+
+
+def digits_config(**overrides):
+    """The default config's data and model (digits, tiny_convnet), T = 2, changed by ``overrides``."""
+    config = base.digits("tiny_convnet", time_steps=2)
+    with config.unlocked():
+        config.update(overrides)
+    return config
+
+
+def test_epoch_e_of_a_real_run_keeps_the_reference_order():
+    """build_experiment's epoch e: the digits batches training runs have always used, also
+    when config.steps_per_epoch reaches past one pass (1437 // 64 = 22 batches)."""
+    config = digits_config(seed=3, steps_per_epoch=25)
+    experiment = build_experiment(config)
+    images, labels = digits.load_split("train")
+    for epoch in (2, 0):
+        expected = reference_batches(images, labels, 64, 3, epoch, 25, lambda raw, rng: normalize(raw, "digits"))
+        assert_batches_equal(itertools.islice(experiment.train_batches(epoch), 25), expected)
+
+
+def test_a_run_builds_each_split_once(tmp_path, monkeypatch):
+    """Three epochs and three evaluations on the digits: one build (and one read) per split."""
+    builds, reads = [], []
+    build, load_split = data.build, digits.load_split
+    monkeypatch.setattr(data, "build",
+                        lambda *args, **kwargs: (builds.append(kwargs["split"]), build(*args, **kwargs))[1])
+    monkeypatch.setattr(digits, "load_split", lambda split: (reads.append(split), load_split(split))[1])
+    config = digits_config(num_epochs=3, steps_per_epoch=2, batch_size=16, eval_batch_size=16, eval_steps=2,
+                           log_every_steps=2)
+    results = train_and_evaluate(config, tmp_path)
+    assert results["step"] == 6 and results["eval_count"] == 32
+    assert sorted(builds) == sorted(reads) == ["eval", "train"]

@@ -229,6 +229,8 @@ def test_config_changes_classify_keys():
     changed = config_changes.changes(saved, current)
     assert set(changed) == {"eval_batch_size", "dataset.data_dir", "model.time_steps"}
     assert config_changes.trajectory_changes(changed) == {"model.time_steps": (2, 3)}
+    # the initial values only matter before the first checkpoint: a resume replaces them
+    assert config_changes.trajectory_changes({"model.init": ("imagenet", "imagenet_t6")}) == {}
     assert config_changes.changes({"a": {"b": 1}}, {"a": {"c": 1}}) == {"a.b": (1, "<absent>"),
                                                                      "a.c": ("<absent>", 1)}
 

@@ -16,8 +16,10 @@ import optax
 import pytest
 
 from glif_jax import parallel
+from glif_jax.data import batching
+from glif_jax.data.options import BatchRequest
 from glif_jax.train import metrics, steps
-from glif_jax.train.evaluate import evaluate, pad_batch
+from glif_jax.train.evaluate import evaluate
 from glif_jax.train.state import create_train_state
 from tests.comparison import assert_tree_close
 from tests.train_standins import IMAGE_SHAPE, NUM_CLASSES, TinyBatchNormNet, dataset
@@ -146,12 +148,26 @@ def test_eval_uses_running_statistics(tiny):
     np.testing.assert_allclose(float(batched["loss"]), float(alone["loss"]), rtol=1e-6)
 
 
-def test_evaluate_pads_partial_batches_and_is_exact(tiny):
-    """Batches of 8, 8, 5 rows (no mask) give the exact loss/accuracy over all 21 examples."""
+def test_evaluate_is_exact_over_an_eval_pass_padded_and_masked_once(tiny, monkeypatch):
+    """An eval pass of the data pipelines' batching over 21 examples: batches of 8, 8 and
+    5 + 3 padding rows, padded and masked once (by ``with_mask``, one call per batch), not
+    again by the loop; the result is exact over the 21 examples."""
     state = tiny["state"]
     images, labels = tiny["images"][:21], tiny["labels"][:21]
-    batches = [{"image": images[i:i + 8], "label": labels[i:i + 8]} for i in range(0, 21, 8)]
-    result = evaluate(tiny["eval_fn"], state, batches, strategy=parallel.SingleDevice(), batch_size=8)
+    padded = []
+    with_mask = batching.with_mask
+    monkeypatch.setattr(batching, "with_mask", lambda batch, size: (padded.append(len(batch["label"])),
+                                                                    with_mask(batch, size))[1])
+    eval_pass = batching.OrderedPass(images, labels, lambda raw: raw, BatchRequest("eval", 8, 0, train=False))
+    seen = []
+
+    def eval_fn(state, batch):
+        seen.append(np.asarray(batch["mask"]))
+        return tiny["eval_fn"](state, batch)
+
+    result = evaluate(eval_fn, state, eval_pass, strategy=parallel.SingleDevice(), batch_size=8)
+    assert padded == [8, 8, 5]
+    np.testing.assert_array_equal(np.concatenate(seen), [1] * 21 + [0] * 3)
     logits = tiny["model"].apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
     assert result["count"] == 21
     np.testing.assert_allclose(result["loss"], numpy_cross_entropy(logits, labels).mean(), rtol=1e-5)
@@ -159,14 +175,14 @@ def test_evaluate_pads_partial_batches_and_is_exact(tiny):
     assert result["top5"] == 1.0  # 4 classes: always in the top 5
 
 
-def test_pad_batch_keeps_existing_mask():
-    batch = {"image": np.ones((3, 2), np.float32), "label": np.arange(3, dtype=np.int32),
-             "mask": np.array([1, 1, 0], np.float32)}
-    padded = pad_batch(batch, 5)
-    np.testing.assert_array_equal(padded["mask"], [1, 1, 0, 0, 0])
-    assert padded["image"].shape == (5, 2) and padded["label"].dtype == np.int32
-    with pytest.raises(ValueError, match="more than the eval batch size"):
-        pad_batch(batch, 2)
+def test_evaluate_refuses_batches_that_are_not_padded_and_masked(tiny):
+    """The loop relies on the data pipelines' padding: a short or unmasked batch is an error."""
+    images, labels = tiny["images"], tiny["labels"]
+    short = batching.with_mask({"image": images[:5], "label": labels[:5]}, 5)
+    unmasked = {"image": images[:8], "label": labels[:8]}
+    for batch, message in [(short, "has 5 rows: "), (unmasked, 'has 8 rows and no "mask"')]:
+        with pytest.raises(ValueError, match=message + '.*exactly the eval batch size 8 with a "mask"'):
+            evaluate(tiny["eval_fn"], tiny["state"], [batch], strategy=parallel.SingleDevice(), batch_size=8)
 
 
 def test_half_precision_computes_in_bfloat16_with_float32_params_and_loss(tiny):

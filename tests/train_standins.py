@@ -1,7 +1,10 @@
 """Small stand-ins for the training-system tests: a BatchNorm ConvNet, in-memory data, a config.
 
 They let tests/test_train*.py, test_checkpoint.py and test_parallel.py exercise the loop
-without the real models and data floors (and in a fraction of their compile time).
+without the real models and datasets (and in a fraction of their compile time). The
+in-memory data are batched by the data pipelines' own batching
+(glif_jax.data.batching): a train stream with ``epoch(e)``, and an eval pass whose last
+partial batch is padded and masked.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from glif_jax.train.experiment import Experiment, epoch_seed
+from glif_jax.data.batching import OrderedPass, ShuffledBatches
+from glif_jax.data.options import BatchRequest
+from glif_jax.train.experiment import Experiment
 
 IMAGE_SHAPE = (6, 6, 2)
 NUM_CLASSES = 4
@@ -65,7 +70,8 @@ def make_experiment(
     interrupt_at_batch: int | None = None,
     batch_hook: Callable[[int, dict], dict] | None = None,
 ) -> Experiment:
-    """An ``Experiment`` over in-memory data whose order depends on ``(config.seed, epoch)``.
+    """An ``Experiment`` over in-memory data whose order depends on ``(config.seed, epoch)``
+    (the batching of the data pipelines: ``epoch(e)`` of a train stream; unaugmented).
 
     ``interrupt_at_batch``: raise ``Interrupted`` when the run asks for its n-th train batch
     (counted over the whole run, from 0) — a kill in the middle of training.
@@ -74,24 +80,23 @@ def make_experiment(
     train_images, train_labels = dataset(1, train_size)
     eval_images, eval_labels = dataset(2, eval_size)
     served = [0]
+    train_stream = ShuffledBatches(
+        train_images, train_labels, lambda images, rng: images,
+        BatchRequest("train", config.batch_size, config.seed, train=True, drop_remainder=True),
+    )
+    eval_pass = OrderedPass(  # a last partial batch comes padded and masked
+        eval_images, eval_labels, lambda images: images,
+        BatchRequest("eval", config.eval_batch_size, config.seed, train=False),
+    )
 
     def train_batches(epoch):
-        order = np.random.default_rng(epoch_seed(config.seed, epoch)).permutation(train_size)
-        while True:
-            for start in range(0, train_size - config.batch_size + 1, config.batch_size):
-                if interrupt_at_batch is not None and served[0] == interrupt_at_batch:
-                    raise Interrupted(f"simulated kill at batch {served[0]}")
-                rows = order[start:start + config.batch_size]
-                batch = {"image": train_images[rows], "label": train_labels[rows]}
-                if batch_hook is not None:
-                    batch = batch_hook(served[0], batch)
-                served[0] += 1
-                yield batch
-
-    def eval_batches():
-        for start in range(0, eval_size, config.eval_batch_size):  # last batch partial, no mask
-            stop = start + config.eval_batch_size
-            yield {"image": eval_images[start:stop], "label": eval_labels[start:stop]}
+        for batch in train_stream.epoch(epoch):
+            if interrupt_at_batch is not None and served[0] == interrupt_at_batch:
+                raise Interrupted(f"simulated kill at batch {served[0]}")
+            if batch_hook is not None:
+                batch = batch_hook(served[0], batch)
+            served[0] += 1
+            yield batch
 
     steps_per_epoch = config.steps_per_epoch or train_size // config.batch_size
     schedule = optax.cosine_decay_schedule(config.optim.base_lr, config.num_epochs * steps_per_epoch)
@@ -103,7 +108,7 @@ def make_experiment(
         input_shape=IMAGE_SHAPE,
         steps_per_epoch=steps_per_epoch,
         train_batches=train_batches,
-        eval_batches=eval_batches,
+        eval_batches=lambda: eval_pass,
         learning_rates=lambda step: {"weights": float(schedule(step))},
     )
 

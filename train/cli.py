@@ -27,7 +27,7 @@ EXIT_FAILURE = 1
 
 TRAIN_USAGE = """\
 usage: glif-train --config configs/<name>.py --workdir DIR [--config.<key>=<value> ...]
-                  [--resume[=yes|auto|no]] [--allow_config_change] [--distributed]
+                  [--resume[=yes|auto|no]] [--allow_config_change] [--init-from FILE] [--distributed]
        (python -m glif_jax.train takes the same flags)
 
 Trains the model, dataset and recipe a config file describes, evaluating on the test
@@ -59,6 +59,10 @@ the run continues with the same command plus --resume=auto.
   --resume=no              (default) start a new run; a DIR with checkpoints is refused.
   --allow_config_change    resume even though the config changes the training (recorded in
                            DIR/config_history.jsonl).
+  --init-from FILE         start a new run from the parameters and tdBN statistics of one of
+                           the authors' trained checkpoints (CAS-CLab/Gated-LIF .pth/.pth.tar;
+                           read without PyTorch); the config must name its architecture and
+                           T, its width is taken from the file.
   --distributed            call jax.distributed.initialize() first (multi-host runs; also
                            automatic when JAX_COORDINATOR_ADDRESS is set). Every process runs
                            the same command; each reads its own shard of the data.
@@ -76,6 +80,7 @@ momentum, weight_decay, gate_lr_scale, cosine_period_epochs, step_schedule_per).
 
 EVAL_USAGE = """\
 usage: glif-eval --workdir DIR [--checkpoint best|latest] [--step N] [--config.<key>=<value> ...]
+       glif-eval --from-gated-lif FILE --config configs/<name>.py [--workdir DIR] [--config.<key>=<value> ...]
 
 Evaluates a checkpoint of a glif-train run on the test split and prints loss, top-1 and
 top-5 accuracy. The run's config is read from DIR/config.json; --config.<key>=<value>
@@ -85,6 +90,11 @@ overrides values of it (e.g. --config.dataset.data_dir=/data --config.eval_batch
   --workdir DIR            the glif-train work directory.
   --checkpoint best|latest which checkpoint (default: best, the best eval top-1).
   --step N                 a specific step of that kind instead of the newest.
+  --from-gated-lif FILE    evaluate one of the authors' trained checkpoints (CAS-CLab/Gated-LIF
+                           .pth/.pth.tar, read without PyTorch) on the test split of --config,
+                           whose architecture and T it must hold. With --workdir DIR it is also
+                           kept there as a glif-jax run (for glif-plot DIR, or glif-train
+                           --resume to fine-tune).
   --distributed            call jax.distributed.initialize() first (multi-host).
 """
 
@@ -117,12 +127,16 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
         print(f"glif-plot: the analysis package is not available ({error})", file=sys.stderr)
         sys.exit(EXIT_FAILURE)
     argv = sys.argv if argv is None else list(argv)
-    sys.exit(analysis_cli.main(argv[1:]))
+    imported = next((arg for arg in argv[1:] if arg.endswith((".pth", ".pth.tar")) and not arg.startswith("-")), None)
+    if imported is None:
+        sys.exit(analysis_cli.main(argv[1:]))
+    sys.exit(_plot_imported(argv, imported, analysis_cli.main))
 
 
 def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
          speed_settings: list[str] | None = None) -> int:
     from glif_jax.checkpoint import CheckpointError
+    from glif_jax.gated_lif import GatedLIFFormatError
     from glif_jax.workdir import WorkdirError
     from glif_jax.train.stop_signals import RunInterrupted
     from glif_jax.train.train import TrainingDiverged
@@ -137,7 +151,8 @@ def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
         print(f"{program}: error: {error}", file=sys.stderr)
         print(f"(see {program} --help)", file=sys.stderr)
         return EXIT_USAGE
-    except (CheckpointError, WorkdirError, FileExistsError, FileNotFoundError, TrainingDiverged) as error:
+    except (CheckpointError, WorkdirError, FileExistsError, FileNotFoundError, TrainingDiverged,
+            GatedLIFFormatError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except RunInterrupted as stop:
@@ -170,6 +185,8 @@ def _train(argv: list[str]) -> None:
                       "yes | auto (if there is one) | no", flag_values=values)
     flags.DEFINE_bool("allow_config_change", False, "resume even with a config that changes the training",
                       flag_values=values)
+    flags.DEFINE_string("init_from", None, "start from one of the authors' checkpoints (.pth/.pth.tar)",
+                        flag_values=values)
     flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
     _parse(values, _resume_flag_spelled_out(argv), TRAIN_USAGE, base_config=lambda: _file_config(argv))
     if values["config"].value is None:
@@ -187,8 +204,13 @@ def _train(argv: list[str]) -> None:
         parallel.initialize_distributed(force=values.distributed)
         from glif_jax.train.train import train_and_evaluate
 
+        if values.init_from:
+            from glif_jax.train import imported
+
+            config = imported.config_for(config, values.init_from)
         results = train_and_evaluate(config, Path(values.workdir), resume=RESUME_CHOICES[values.resume],
-                                     allow_config_change=values.allow_config_change, stop_signals=stop_signals)
+                                     allow_config_change=values.allow_config_change, stop_signals=stop_signals,
+                                     init_from=values.init_from)
         print(_summary("final test", results), flush=True)
         print(json.dumps({"final": results}, sort_keys=True), flush=True)
 
@@ -197,10 +219,13 @@ def _train(argv: list[str]) -> None:
 def _eval(argv: list[str]) -> None:
     from glif_jax.workdir import load_config
 
+    argv = [_underscored(arg) for arg in argv]
     workdir = _prescan(argv, "workdir")
     if "-h" in argv or "--help" in argv:
         print(EVAL_USAGE)
         raise SystemExit(0)
+    if _prescan(argv, "from_gated_lif"):
+        return _eval_imported(argv)
     if not workdir:
         raise UsageError("--workdir DIR is required")
     run_config = load_config(workdir)
@@ -224,14 +249,102 @@ def _eval(argv: list[str]) -> None:
     print(json.dumps({"eval": results}, sort_keys=True), flush=True)
 
 
+# ---- the authors' checkpoints ----------------------------------------------------------
+def _imported_run(config: Any, checkpoint: str, workdir: Path) -> tuple[Any, Any]:
+    """Writes ``checkpoint`` as a glif-jax run in ``workdir``; returns (config, experiment)."""
+    from glif_jax import parallel
+    from glif_jax.train import imported
+    from glif_jax.train.experiment import build_experiment
+    from glif_jax.train.train import initial_state
+    from glif_jax.train.validation import validate_config
+
+    config = imported.config_for(config, checkpoint)
+    validate_config(config)
+    experiment = build_experiment(config, bn_axis_name=parallel.make_strategy(config.parallel).bn_axis_name)
+    imported.check_classes(config, experiment, checkpoint)   # before initialising a model
+    imported.import_to_workdir(config, experiment, initial_state(config, experiment), checkpoint, workdir)
+    return config, experiment
+
+
+def _eval_imported(argv: list[str]) -> None:
+    """``glif-eval --from-gated-lif FILE --config CONFIG [--workdir DIR]``."""
+    import tempfile
+
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config of the experiment the checkpoint belongs to",
+                                    flag_values=values, sys_argv=argv)
+    flags.DEFINE_string("from_gated_lif", None, "the authors' checkpoint (.pth/.pth.tar)", flag_values=values)
+    flags.DEFINE_string("workdir", None, "keep the imported run here (default: a temporary directory)",
+                        flag_values=values)
+    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
+    _parse(values, argv, EVAL_USAGE, base_config=lambda: _file_config(argv))
+    if values["config"].value is None:
+        raise UsageError("--from-gated-lif needs --config FILE: the experiment (dataset, model, T) it belongs to")
+    checkpoint = values.from_gated_lif
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"--from-gated-lif: no file {checkpoint}")
+
+    from glif_jax import parallel
+
+    parallel.initialize_distributed(force=values.distributed)
+    from glif_jax.train.train import evaluate_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="glif_imported_") as scratch:
+        workdir = Path(values.workdir or scratch)
+        config, experiment = _imported_run(_loaded_config(values), checkpoint, workdir)
+        results = evaluate_checkpoint(config, workdir, which="latest", experiment=experiment)
+    print(_summary(f"{checkpoint}, test", results), flush=True)
+    if values.workdir:
+        print(f"glif-eval: the imported run is in {values.workdir} (glif-plot {values.workdir} --out ...)", flush=True)
+    print(json.dumps({"eval": results}, sort_keys=True), flush=True)
+
+
+def _plot_imported(argv: list[str], checkpoint: str, plot: Callable[[list[str]], int]) -> int:
+    """``glif-plot FILE.pth.tar --config CONFIG --out DIR``: the figures of one of the authors'
+    checkpoints, drawn from a temporary glif-jax run of it."""
+    import tempfile
+
+    config_path = _prescan(argv, "config")
+    if not config_path:
+        print("glif-plot: error: an authors' checkpoint needs --config FILE (the experiment it belongs to)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    config_args, rest, skip = [], [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--config":
+            skip = True
+        elif arg.startswith("--config"):
+            config_args.append(arg)
+        elif arg != checkpoint:
+            rest.append(arg)
+    settings = runtime.configure_for_training(restart=False)
+    _setup_logging()
+    logging.getLogger("glif-plot").info("process settings: %s", ", ".join(settings))
+    from glif_jax.checkpoint import CheckpointError
+    from glif_jax.gated_lif import GatedLIFFormatError
+
+    with tempfile.TemporaryDirectory(prefix="glif_imported_") as workdir:
+        try:
+            _imported_run(_file_config(["glif-plot", "--config", config_path, *config_args], overrides=True),
+                          checkpoint, Path(workdir))
+        except (GatedLIFFormatError, CheckpointError, OSError) as error:
+            print(f"glif-plot: error: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+        return plot([workdir, *rest])
+
+
 # ---- parsing helpers -------------------------------------------------------------------
 RESUME_CHOICES = {"yes": "yes", "true": "yes", "auto": "auto", "no": "no", "false": "no"}
 
 
 def _resume_flag_spelled_out(argv: list[str]) -> list[str]:
-    """``--resume`` alone means ``--resume=yes`` and ``--noresume`` means ``--resume=no``."""
+    """``--resume`` alone means ``--resume=yes`` and ``--noresume`` means ``--resume=no``;
+    ``--init-from`` is ``--init_from``."""
     spelled = []
     for index, arg in enumerate(argv):
+        arg = _underscored(arg)
         value_follows = index + 1 < len(argv) and argv[index + 1] in RESUME_CHOICES
         if arg == "--resume" and not value_follows:
             arg = "--resume=yes"
@@ -296,13 +409,23 @@ def _prescan(argv: list[str], name: str) -> str | None:
     return None
 
 
-def _file_config(argv: list[str]) -> Any:
-    """The ``--config FILE`` config without the command line's overrides."""
+def _underscored(arg: str) -> str:
+    """``--init-from`` / ``--from-gated-lif`` (as documented) are absl's ``--init_from`` / ``--from_gated_lif``."""
+    for dashed in ("--init-from", "--from-gated-lif"):
+        if arg == dashed or arg.startswith(dashed + "="):
+            return arg.replace(dashed, dashed.replace("-", "_").replace("__", "--", 1), 1)
+    return arg
+
+
+def _file_config(argv: list[str], *, overrides: bool = False) -> Any:
+    """The ``--config FILE`` config, without the command line's ``--config.<key>`` overrides
+    (or with them, if ``overrides``)."""
     path = _prescan(argv, "config")
+    args = [argv[0], "--config", path, *([arg for arg in argv if arg.startswith("--config.")] if overrides else [])]
     values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=[argv[0], "--config", path])
-    values([argv[0], "--config", path])
-    return values.config
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=args)
+    _parse_without_help(values, args, lambda: _file_config(argv))
+    return _loaded_config(values)
 
 
 def _unknown_key_message(argv: list[str], config: Any) -> str | None:

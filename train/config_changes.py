@@ -26,6 +26,7 @@ HARMLESS = (
     "spike_stats",
     "checkpoint.",
     "nonfinite.",            # what to do if a step is not finite: a finite run is unchanged
+    "model.init",            # the GLIF initial values: a resumed run continues from its checkpoint
     "dataset.data_dir",      # where the same data lives
     "dataset.cache_dir",
     "dataset.prefetch",

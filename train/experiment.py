@@ -5,10 +5,11 @@ only sees this dataclass, so tests can hand it small stand-ins, and ``build_expe
 makes the real one from ``config`` (models registry, data pipelines, the paper's
 optimizer).
 
-Data order is a pure function of ``(config.seed, epoch)``: the train stream of epoch ``e``
-is built afresh with the seed ``epoch_seed(config.seed, e)`` and its first
-``steps_per_epoch`` batches are used. A resumed run therefore sees exactly the batches
-the uninterrupted run would have seen.
+Each split is built once per run (``glif_jax.data.build``). Data order is a pure function
+of ``(config.seed, epoch)``: epoch ``e`` takes the first ``steps_per_epoch`` batches of the
+train stream's ``epoch(e)``, whose order the data pipeline draws from ``(config.seed, e)``
+alone. A resumed run therefore sees exactly the batches the uninterrupted run would have
+seen. Eval batches come padded and masked from the data pipeline.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ class Experiment:
     model: ``model.apply(variables, x, train) -> logits [B, classes]``.
     optimizer: the optax transformation (its schedules count optimizer steps).
     train_batches: epoch -> iterable of this process's train batches for that epoch (at
-      least ``steps_per_epoch`` of them; extra ones are not consumed).
-    eval_batches: () -> one pass over this process's share of the eval split; the
-      batches have the per-process eval batch size and may carry a "mask".
+      least ``steps_per_epoch`` of them; extra ones are not consumed), e.g. a train
+      stream's ``epoch``.
+    eval_batches: () -> one pass over this process's share of the eval split; every batch
+      has exactly the per-process eval batch size and a "mask" (a last partial batch is
+      padded with masked rows: ``glif_jax.data.batching.with_mask``).
     learning_rates: step -> {group: learning rate}, for logging (may return {}).
     """
 
@@ -51,11 +54,6 @@ class Experiment:
     learning_rates: Callable[[int], Mapping[str, float]] = lambda step: {}
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The data seed of one epoch: a 31-bit integer derived from ``(seed, epoch)``."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
-
-
 def compute_dtype(config: Any) -> Any:
     """bfloat16 under ``config.half_precision`` (parameters stay float32), else float32."""
     return jnp.bfloat16 if config.half_precision else jnp.float32
@@ -67,20 +65,8 @@ def build_experiment(config: Any, *, bn_axis_name: str | None = None) -> Experim
     per_process_eval_batch = parallel.per_process_batch_size(config.eval_batch_size)
     shards = dict(shard_index=jax.process_index(), shard_count=jax.process_count())
 
-    def train_batches(epoch: int) -> Iterable[Batch]:
-        batches, _ = data.build(
-            config.dataset,
-            split="train",
-            batch_size=per_process_batch,
-            seed=epoch_seed(config.seed, epoch),
-            train=True,
-            drop_remainder=True,
-            **shards,
-        )
-        return batches
-
-    _, train_info = data.build(
-        config.dataset, split="train", batch_size=per_process_batch, seed=epoch_seed(config.seed, 0),
+    train_stream, train_info = data.build(
+        config.dataset, split="train", batch_size=per_process_batch, seed=config.seed,
         train=True, drop_remainder=True, **shards,
     )
     eval_pass, _ = data.build(  # re-iterable: one pass per iteration
@@ -103,7 +89,7 @@ def build_experiment(config: Any, *, bn_axis_name: str | None = None) -> Experim
         num_classes=train_info.num_classes,
         input_shape=tuple(train_info.input_shape),
         steps_per_epoch=steps_per_epoch,
-        train_batches=train_batches,
+        train_batches=train_stream.epoch,
         eval_batches=lambda: eval_pass,
         learning_rates=lambda step: {group: float(lr(step)) for group, lr in schedules.items()},
     )

@@ -104,6 +104,7 @@ def train_and_evaluate(
     allow_config_change: bool = False,
     experiment: Experiment | None = None,
     stop_signals: StopSignals | None = None,
+    init_from: str | Path | None = None,
 ) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` and returns the final metrics.
 
@@ -120,7 +121,9 @@ def train_and_evaluate(
     ``config`` names (tests). ``stop_signals``: an active ``StopSignals`` of the caller
     (``glif-train`` installs one before it builds anything, so that no signal goes unseen
     and one that comes after training only lets the program finish); by default the run
-    installs its own.
+    installs its own. ``init_from``: a new run starts from the parameters and tdBN
+    statistics of one of the authors' checkpoints (``glif_jax.train.imported``; ``config``
+    must fit it, e.g. through ``imported.config_for``); a resumed run ignores it.
     Raises ``ConfigError`` for a bad config or a refused config change, ``FileExistsError``
     when ``workdir`` already holds checkpoints and ``resume`` is "no", ``CheckpointError``
     when ``resume`` is "yes" and no intact checkpoint exists, ``TrainingDiverged`` and
@@ -141,6 +144,11 @@ def train_and_evaluate(
         if resuming:
             host_state, meta = checkpointer.restore(host_state)
             logger.info("resumed from step %d (epoch %s) in %s", int(host_state.step), meta.get("epoch"), workdir)
+        elif init_from is not None:
+            from glif_jax.train import imported
+
+            host_state = imported.initial_state_from(config, experiment, host_state, init_from)
+            logger.info("starting from the parameters of %s", init_from)
         if jax.process_index() == 0:
             _record_config(config, workdir, resuming, int(host_state.step))
         return _train(config, workdir, experiment, strategy, checkpointer, signals, host_state, meta)

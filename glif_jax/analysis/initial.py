@@ -44,7 +44,7 @@ class InitialDistribution:
 
 def initial_distributions(
     names: tuple[str, ...],
-    init: str | Mapping[str, float] = "cifar",
+    neuron_init: str | Mapping[str, float] = "cifar",
     time_steps: int = 1,
     gate_init_range: float = DEFAULT_GATE_INIT_RANGE,
 ) -> dict[str, InitialDistribution]:
@@ -52,14 +52,16 @@ def initial_distributions(
 
     Args:
       names: parameter names (from :data:`glif_jax.neuron.PARAM_NAMES`).
-      init: the GLIF preset ("cifar" | "imagenet" | "dvs") or explicit primitive values
-        (``config.model.init``).
-      time_steps: T (the "imagenet" preset's ``cond`` depends on it).
+      neuron_init: the GLIF preset (a name of ``glif_jax.layers.PRESETS``) or explicit
+        primitive values (``config.model.init``).
+      time_steps: T of the model; no preset depends on it (``cond`` starts at one value for
+        every step).
       gate_init_range: r of the gate logits ``U[-r, r)``.
     """
-    if isinstance(init, Mapping) or hasattr(init, "to_dict"):
-        init = dict(init.to_dict() if hasattr(init, "to_dict") else init)
-    primitives = initial_values(init, time_steps)
+    del time_steps
+    if isinstance(neuron_init, Mapping) or hasattr(neuron_init, "to_dict"):
+        neuron_init = dict(neuron_init.to_dict() if hasattr(neuron_init, "to_dict") else neuron_init)
+    primitives = initial_values(neuron_init)
     result = {}
     for name in names:
         if name in GATE_NAMES:

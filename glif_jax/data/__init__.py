@@ -5,10 +5,13 @@
 
 Every batch is a dict: "image" float32 — [B, H, W, C] for images, [B, 16, 48, 48, 2] for
 CIFAR10-DVS event frames — "label" int32 [B] and "mask" float32 [B] (1 = real example,
-0 = padding of a last partial batch). train=True gives an infinite stream, reshuffled
-every epoch in an order drawn from `seed` (reproducible; iterate again to restart), with
-augmentation when config.dataset.augment. train=False gives exactly one ordered pass over
-the split: the last partial batch is zero-padded and masked unless drop_remainder=True.
+0 = padding of a last partial batch). train=True gives a train stream, built once per
+run: `batches.epoch(e)` yields the batches of training epoch e without end (pass after
+pass over the split, each reshuffled; a training epoch takes its first steps_per_epoch
+batches), in an order drawn from (`seed`, e) alone, with augmentation when
+config.dataset.augment; iterating the stream itself gives epoch 0. train=False gives
+exactly one ordered pass over the split (re-iterable): the last partial batch is
+zero-padded and masked unless drop_remainder=True.
 With shard_index / shard_count every process reads its own disjoint part and all
 processes yield the same number of batches. Nothing is ever downloaded: a missing dataset
 raises DatasetNotFoundError saying where to put it and how to get it.
@@ -64,13 +67,14 @@ def build(
       split: "train" or "eval".
       batch_size: examples per batch on this process.
       seed: seed of shuffling and augmentation; equal on all processes.
-      train: True = infinite reshuffled (augmented) stream; False = one ordered pass.
+      train: True = a train stream with ``epoch(e)`` (reshuffled, augmented); False = one
+        ordered pass.
       shard_index, shard_count: this process's disjoint shard.
       drop_remainder: None = drop the last partial batch when training, pad and mask it
         when evaluating.
     Returns:
-      (batches, info): a re-iterable of batch dicts (with len() when train=False), and
-      the DatasetInfo of the split.
+      (batches, info): a re-iterable of batch dicts (with ``epoch(e)`` when train=True,
+      len() when train=False), and the DatasetInfo of the split.
     """
     options = DatasetOptions.from_config(dataset_config)
     if options.name not in _BUILDER_MODULES:

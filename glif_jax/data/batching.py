@@ -1,10 +1,15 @@
 """Batching of in-memory (or memory-mapped) example arrays for one process.
 
-Train stream (`ShuffledBatches`): infinite. Epoch e visits a permutation of the whole split
-drawn from (seed, e) — the same on every process — and process k takes every
+Train stream (`ShuffledBatches`): `epoch(e)` yields the batches of training epoch e, pass
+after pass over the split, without end (a training epoch takes the first
+`config.steps_per_epoch` batches: normally exactly the first pass, which is the default
+steps per epoch). Pass p of epoch e visits a permutation of the whole split drawn from
+(epoch_seed(seed, e), p) — the same on every process — and process k takes every
 shard_count-th example of it starting at k, cut to N // shard_count examples so that all
-processes run the same number of steps; shards are disjoint within each epoch. Augmentation
-draws from (seed, e, shard_index). Iterating again restarts at epoch 0 with the same batches.
+processes run the same number of steps; shards are disjoint within each pass. Augmentation
+draws from (epoch_seed(seed, e), p, shard_index). Epoch e's batches therefore depend only on
+(seed, e): a resumed run sees exactly those of the uninterrupted one. Iterating the stream
+itself gives epoch 0.
 
 Eval pass (`OrderedPass`): exactly one pass in the split's order; process k takes examples
 k, k + shard_count, ... With drop_remainder=False (the default for eval) a last partial
@@ -12,11 +17,13 @@ batch is zero-padded, and every process yields the same number of batches,
 ceil(ceil(N / shard_count) / batch_size), padding with fully masked batches if needed.
 
 Every batch is a dict of NumPy arrays: "image" float32 [B, ...], "label" int32 [B] and
-"mask" float32 [B] (1 = real example, 0 = padding; all ones in full batches).
+"mask" float32 [B] (1 = real example, 0 = padding; all ones in full batches). `with_mask`
+is the one place where batches are padded and masked.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 
@@ -27,6 +34,13 @@ from glif_jax.data.options import BatchRequest
 Batch = dict[str, np.ndarray]
 TrainPreprocess = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 EvalPreprocess = Callable[[np.ndarray], np.ndarray]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The data seed of training epoch ``epoch`` of a stream seeded ``seed``: a 31-bit
+    integer drawn from ``(seed, epoch)`` by NumPy's ``SeedSequence``. Every train stream
+    draws the order and augmentation of epoch ``epoch`` from it."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
 
 
 def with_mask(batch: Batch, batch_size: int) -> Batch:
@@ -52,7 +66,8 @@ def _paired(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 class ShuffledBatches:
-    """Infinite, reshuffled-each-epoch, augmented batches of one shard (see module doc)."""
+    """The train stream of one shard: ``epoch(e)``, reshuffled every pass, augmented (see
+    module doc). ``batches_per_epoch``: the batches of one pass."""
 
     def __init__(
         self,
@@ -77,17 +92,20 @@ class ShuffledBatches:
             )
 
     def __iter__(self) -> Iterator[Batch]:
-        epoch = 0
-        while True:
-            yield from self.epoch(epoch)
-            epoch += 1
+        return self.epoch(0)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        """The batches of one epoch of this shard."""
+        """The batches of training epoch ``epoch`` of this shard, pass after pass, endless."""
+        data_seed = epoch_seed(self.request.seed, epoch)
+        for pass_index in itertools.count():
+            yield from self._one_pass(data_seed, pass_index)
+
+    def _one_pass(self, data_seed: int, pass_index: int) -> Iterator[Batch]:
+        """One pass over this shard: ``batches_per_epoch`` batches (see module doc)."""
         request = self.request
-        order = np.random.default_rng((request.seed, 0, epoch)).permutation(len(self.labels))
+        order = np.random.default_rng((data_seed, 0, pass_index)).permutation(len(self.labels))
         mine = order[request.shard_index :: request.shard_count][: self.examples_per_shard]
-        augment_rng = np.random.default_rng((request.seed, 1, epoch, request.shard_index))
+        augment_rng = np.random.default_rng((data_seed, 1, pass_index, request.shard_index))
         for start in range(0, self.batches_per_epoch * request.batch_size, request.batch_size):
             indices = np.sort(mine[start : start + request.batch_size])  # sorted: local reads
             images = self.preprocess(self.images[indices], augment_rng)

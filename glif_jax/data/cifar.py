@@ -1,8 +1,8 @@
 """CIFAR-10 / CIFAR-100 from tensorflow-datasets (the paper's data setup).
 
-The official train / test split ("train" / "eval") is read once per process into memory
-(uint8, 150 MB for the train split; cached, read-only, so that the train stream rebuilt every
-epoch does not read it again) in the original file order, then batched on the host
+The official train / test split ("train" / "eval") is read into memory when it is built
+(uint8, 150 MB for the train split; a run builds each split once) in the original file
+order, then batched on the host
 (glif_jax.data.batching). Train: random crop 32 with 4-pixel zero padding (a zero pixel,
 i.e. black, as torchvision's RandomCrop(32, padding=4) on the image) and random horizontal
 flip; then, train and eval: scale to [0, 1] and normalise with the usual CIFAR means and stds.
@@ -42,9 +42,6 @@ SOURCES = {
 }
 _TFDS_SPLITS = {"train": "train", "eval": "test"}
 
-LOADED_SPLITS: dict[tuple[str, str | None, str], tuple[np.ndarray, np.ndarray]] = {}
-"""(name, data_dir, split) -> (images, labels): every split read so far in this process."""
-
 
 def preprocessing(normalization: str) -> tuple[TrainPreprocess, EvalPreprocess]:
     """(train, eval) preprocessing of uint8 [B, H, W, 3] batches into normalised float32."""
@@ -73,18 +70,8 @@ def how_to_get(name: str, data_dir: str | None) -> str:
 
 def load_split(name: str, data_dir: str | None, split: str, *, may_prepare: bool = True):
     """Returns (images uint8 [N, 32, 32, 3], labels int32 [N]) of "train" or "eval",
-    in the order of the original files.
-
-    Read from tfds once per (name, data_dir, split) and kept in :data:`LOADED_SPLITS`: the
-    shared arrays are read-only (the batching copies the examples it takes before any
-    preprocessing). ``may_prepare``: convert the original archives if tfds has not yet."""
-    key = (name, data_dir, split)
-    if key not in LOADED_SPLITS:
-        LOADED_SPLITS[key] = _read_split(name, data_dir, split, may_prepare)
-    return LOADED_SPLITS[key]
-
-
-def _read_split(name: str, data_dir: str | None, split: str, may_prepare: bool) -> tuple[np.ndarray, np.ndarray]:
+    in the order of the original files, read from tfds. ``may_prepare``: convert the
+    original archives if tfds has not yet."""
     source = SOURCES[name]
     builder = prepared_builder(
         name,
@@ -96,9 +83,7 @@ def _read_split(name: str, data_dir: str | None, split: str, may_prepare: bool) 
     tfds = import_tfds()
     arrays = tfds.as_numpy(builder.as_dataset(split=_TFDS_SPLITS[split], batch_size=-1))
     order = np.argsort(arrays["id"], kind="stable")  # "train_00000", ...: the file order
-    images, labels = arrays["image"][order], arrays["label"][order].astype(np.int32)
-    images.flags.writeable = labels.flags.writeable = False  # shared by the cache
-    return images, labels
+    return arrays["image"][order], arrays["label"][order].astype(np.int32)
 
 
 def build(options: DatasetOptions, request: BatchRequest):

@@ -8,8 +8,6 @@ No augmentation. Batches: "image" float32 [B, 8, 8, 1], "label" int32 [B], "mask
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from glif_jax.data.batching import array_batches
@@ -23,7 +21,6 @@ EVAL_FRACTION = 0.2
 MAX_PIXEL = 16.0
 
 
-@functools.cache
 def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns (images float32 [N, 8, 8, 1] in [0, 1], labels int32 [N])."""
     feature = "The digits dataset (scikit-learn)"
@@ -38,7 +35,6 @@ def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     chosen = train_indices if split == "train" else eval_indices
     images = (digits.images[chosen] / MAX_PIXEL).astype(np.float32)[..., None]
     labels = digits.target[chosen].astype(np.int32)
-    images.flags.writeable = labels.flags.writeable = False  # shared by the cache
     return images, labels
 
 

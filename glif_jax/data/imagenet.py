@@ -4,6 +4,9 @@ The original archives ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar must b
 in `<data_dir>/downloads/manual/`; tfds converts them once (hours) into `<data_dir>`.
 "train" is tfds's train split, "eval" its validation split (50 000 images). Each process
 reads its part (`tfds.even_splits`). Preprocessing: glif_jax.data.imagenet_preprocess.
+Train: `epoch(e)` is the tf.data pipeline seeded with epoch_seed(seed, e) (file order, a
+shuffle buffer reshuffled every pass, per-example augmentation seeds), so epoch e's
+batches depend only on (seed, e).
 Batches: "image" float32 [B, 224, 224, 3], "label" int32 [B], "mask" float32 [B].
 """
 
@@ -13,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from glif_jax.data.batching import Batch, pass_length, with_mask
+from glif_jax.data.batching import Batch, epoch_seed, pass_length, with_mask
 from glif_jax.data.info import DatasetInfo
 from glif_jax.data.options import BatchRequest, DatasetOptions
 from glif_jax.data.tf_host import import_tensorflow, import_tfds
@@ -26,21 +29,25 @@ _TFDS_SPLITS = {"train": "train", "eval": "validation"}
 
 
 class TfBatches:
-    """Re-iterable NumPy batches of a tf.data pipeline, padded and masked; when
-    `num_batches` is set (eval), exactly that many (fully masked batches at the end if this
-    shard ran out first) and len() is defined."""
+    """Re-iterable NumPy batches of the tf.data pipeline ``make_dataset(seed)``, padded and
+    masked. Train (``num_batches`` None): ``epoch(e)`` is the endless pipeline of seed
+    epoch_seed(seed, e), and iterating gives epoch 0. Eval: one pass of exactly
+    ``num_batches`` batches (fully masked ones at the end if this shard ran out first), and
+    len() is defined."""
 
     def __init__(
         self,
-        make_dataset: Callable[[], object],
+        make_dataset: Callable[[int], object],
         batch_size: int,
         example_shape: tuple[int, ...],
         num_batches: int | None,
+        seed: int,
     ):
         self.make_dataset = make_dataset
         self.batch_size = batch_size
         self.example_shape = example_shape
         self.num_batches = num_batches
+        self.seed = seed
 
     def __len__(self) -> int:
         if self.num_batches is None:
@@ -48,9 +55,20 @@ class TfBatches:
         return self.num_batches
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.num_batches is None:
+            return self.epoch(0)
+        return self._batches(self.seed)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """The batches of training epoch ``epoch``, endless (train streams only)."""
+        if self.num_batches is not None:
+            raise TypeError("an eval pass has no epochs")
+        return self._batches(epoch_seed(self.seed, epoch))
+
+    def _batches(self, seed: int) -> Iterator[Batch]:
         tfds = import_tfds()
         produced = 0
-        for batch in tfds.as_numpy(self.make_dataset()):
+        for batch in tfds.as_numpy(self.make_dataset(seed)):
             if self.num_batches is not None and produced == self.num_batches:
                 return
             yield with_mask(batch, self.batch_size)
@@ -95,16 +113,15 @@ def build(options: DatasetOptions, request: BatchRequest):
         request.shard_index
     ]
     augment = options.augment
-    seed = request.seed
 
-    def prepare(image_bytes, index):
+    def prepare(image_bytes, index, seed):
         if not augment:
             return imagenet_preprocess.eval_image(image_bytes)
         base = tf.constant([seed, request.shard_index], tf.int64)
         example_seed = tf.random.experimental.stateless_fold_in(base, index)
         return imagenet_preprocess.train_image(image_bytes, example_seed)
 
-    def make_dataset():
+    def make_dataset(seed):
         options_tf = tf.data.Options()
         options_tf.deterministic = True
         dataset = builder.as_dataset(
@@ -117,7 +134,7 @@ def build(options: DatasetOptions, request: BatchRequest):
             dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
             dataset = dataset.repeat().enumerate().map(
                 lambda index, example: {
-                    "image": prepare(example["image"], index),
+                    "image": prepare(example["image"], index, seed),
                     "label": example["label"],
                 },
                 num_parallel_calls=tf.data.AUTOTUNE,
@@ -135,5 +152,5 @@ def build(options: DatasetOptions, request: BatchRequest):
 
     image_shape = (imagenet_preprocess.IMAGE_SIZE, imagenet_preprocess.IMAGE_SIZE, 3)
     num_batches = None if request.train else pass_length(num_examples, request)
-    batches = TfBatches(make_dataset, request.batch_size, image_shape, num_batches)
+    batches = TfBatches(make_dataset, request.batch_size, image_shape, num_batches, request.seed)
     return batches, DatasetInfo("imagenet2012", NUM_CLASSES, num_examples, image_shape)

@@ -12,14 +12,13 @@ without `classes`). The class count of a run is the train file's; building the "
 split checks its labels (and its `classes` count, when both files have one) against it
 and reports that count, so the eval pass scores only classes the network's head has. If
 the train file is absent (e.g. evaluating elsewhere) the eval file's own count is used.
-A file is read once per process while it is unchanged (cached by path, modification time
-and size; read-only arrays), so the train stream rebuilt every epoch does not read it again.
+That check reads the train file's labels and class names and the header of its images
+(dtype and shape, checked as well), never the images themselves.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 
@@ -34,10 +33,12 @@ from glif_jax.data.options import BatchRequest, DatasetOptions
 
 logger = logging.getLogger(__name__)
 
-CACHED_FILES = 4  # train + eval of two runs in one process
 SHOWN_BAD_LABELS = 5  # distinct out-of-range values quoted in an error message
 
-_logged_inferred_counts: set[tuple[str, int]] = set()  # (path, max(y) + 1) already warned about
+# (path, max(y) + 1) already warned about. Kept per process, not per build: a run's train
+# and eval builds both consult the train file (and glif-eval, or a second run in the same
+# process, builds them again), and the inferred count deserves one warning, not one each.
+_logged_inferred_counts: set[tuple[str, int]] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,29 +47,30 @@ class NpzFile:
 
     Attributes:
       path: the file.
-      images: uint8 [N, H, W, C], read-only.
-      labels: int32 [N] in [0, num_classes), read-only.
+      images: uint8 [N, H, W, C]; None when only the labels were read.
+      labels: int32 [N] in [0, num_classes).
       num_classes: len(classes) when the file has a `classes` array, else max(y) + 1.
       has_class_names: whether the file has a `classes` array.
     """
 
     path: str
-    images: np.ndarray
+    images: np.ndarray | None
     labels: np.ndarray
     num_classes: int
     has_class_names: bool
 
 
 def load(path: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Returns (images uint8 [N, H, W, C], labels int32 [N], num_classes) of one file.
-
-    The arrays are read-only: they are shared by every call while the file is unchanged."""
+    """Returns (images uint8 [N, H, W, C], labels int32 [N], num_classes) of one file."""
     checked = read_file(path)
     return checked.images, checked.labels, checked.num_classes
 
 
-def read_file(path: str) -> NpzFile:
-    """The checked contents of the .npz file at ``path`` (cached while it is unchanged)."""
+def read_file(path: str, *, with_images: bool = True) -> NpzFile:
+    """The checked contents of the .npz file at ``path``.
+
+    ``with_images=False`` reads the labels and class names only; the images' dtype and
+    shape are checked from their .npy header, and ``images`` is None."""
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         raise DatasetNotFoundError(
@@ -77,8 +79,7 @@ def read_file(path: str) -> NpzFile:
             "Point config.dataset.train_path / eval_path at .npz files holding `x` uint8 "
             "[N, H, W, C] and `y` integer labels [N].",
         )
-    status = os.stat(path)
-    return _read(path, status.st_mtime_ns, status.st_size)
+    return _read(path, with_images)
 
 
 def out_of_range_labels(labels: np.ndarray, num_classes: int | None) -> str | None:
@@ -94,22 +95,40 @@ def out_of_range_labels(labels: np.ndarray, num_classes: int | None) -> str | No
     return f"{count} of {len(labels)} examples out of range (labels {shown}{more})"
 
 
-@functools.lru_cache(maxsize=CACHED_FILES)
-def _read(path: str, modified_ns: int, size: int) -> NpzFile:
-    """``read_file`` of ``path`` as it is at (modification time, size): the cache key."""
+def _array_layout(arrays: np.lib.npyio.NpzFile, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """(dtype, shape) of the array ``name`` of an open .npz file, from its .npy header when
+    the header has a format NumPy reads publicly (else from the array itself)."""
+    member = f"{name}.npy"
+    if member in arrays.zip.namelist():
+        with arrays.zip.open(member) as stream:
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }.get(np.lib.format.read_magic(stream))
+            if read_header is not None:
+                shape, _, dtype = read_header(stream)
+                return dtype, shape
+    array = arrays[name]
+    return array.dtype, array.shape
+
+
+def _read(path: str, with_images: bool) -> NpzFile:
+    """``read_file``: reads and checks the file."""
     with np.load(path) as arrays:
         missing = {"x", "y"} - set(arrays.files)
         if missing:
             raise ValueError(f"{path} lacks the arrays {sorted(missing)} (needs x and y)")
-        images, labels = arrays["x"], arrays["y"]
+        images = arrays["x"] if with_images else None
+        image_dtype, image_shape = (images.dtype, images.shape) if with_images else _array_layout(arrays, "x")
+        labels = arrays["y"]
         has_class_names = "classes" in arrays.files
         class_count = len(arrays["classes"]) if has_class_names else None
-    if images.dtype != np.uint8 or images.ndim != 4:
+    if image_dtype != np.uint8 or len(image_shape) != 4:
         raise ValueError(
-            f"{path}: x must be uint8 [N, H, W, C], got {images.dtype} {images.shape}"
+            f"{path}: x must be uint8 [N, H, W, C], got {image_dtype} {image_shape}"
         )
-    if labels.shape != (len(images),):
-        raise ValueError(f"{path}: y must be [N={len(images)}], got shape {labels.shape}")
+    if labels.shape != (image_shape[0],):
+        raise ValueError(f"{path}: y must be [N={image_shape[0]}], got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"{path}: y must hold integer class indices, got dtype {labels.dtype}"
@@ -125,9 +144,7 @@ def _read(path: str, modified_ns: int, size: int) -> NpzFile:
         raise ValueError(f"{path}: labels y must {expected}; {problem}")
     if class_count is None:
         class_count = int(labels.max()) + 1
-    labels = labels.astype(np.int32)
-    images.flags.writeable = labels.flags.writeable = False  # shared by the cache
-    return NpzFile(path, images, labels, class_count, has_class_names)
+    return NpzFile(path, images, labels.astype(np.int32), class_count, has_class_names)
 
 
 def _log_inferred_class_count(counted: NpzFile) -> None:
@@ -141,10 +158,10 @@ def _log_inferred_class_count(counted: NpzFile) -> None:
     )
 
 
-def _read_argument(path: str, argument: str) -> NpzFile:
+def _read_argument(path: str, argument: str, *, with_images: bool = True) -> NpzFile:
     """``read_file``, its errors prefixed with the config argument that names the file."""
     try:
-        return read_file(path)
+        return read_file(path, with_images=with_images)
     except ValueError as error:
         raise ValueError(f"config.dataset.{argument}: {error}") from error
 
@@ -160,7 +177,7 @@ def _eval_against_train(options: DatasetOptions, evaluated: NpzFile) -> int:
         )
         _log_inferred_class_count(evaluated)
         return evaluated.num_classes
-    trained = _read_argument(options.train_path, "train_path")
+    trained = _read_argument(options.train_path, "train_path", with_images=False)
     _log_inferred_class_count(trained)
     if trained.has_class_names and evaluated.has_class_names and trained.num_classes != evaluated.num_classes:
         raise ValueError(

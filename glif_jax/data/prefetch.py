@@ -17,9 +17,10 @@ class Prefetched:
     """Iterable over the items of `source`, produced `size` items ahead by a daemon thread.
 
     Each `iter()` starts a new thread over a new `iter(source)`, so the items and their
-    order are exactly those of `source`. An exception raised by the source is re-raised in
-    the consumer at the position where it happened. Closing (or dropping) the consumer's
-    iterator stops the thread.
+    order are exactly those of `source`; `epoch(e)` of a train stream does the same over
+    `source.epoch(e)`. An exception raised by the source is re-raised in the consumer at
+    the position where it happened. Closing (or dropping) the consumer's iterator stops the
+    thread.
     """
 
     def __init__(self, source: Iterable[Any], size: int):
@@ -33,6 +34,10 @@ class Prefetched:
 
     def __iter__(self) -> Iterator[Any]:
         return _prefetch(self.source, self.size)
+
+    def epoch(self, epoch: int) -> Iterator[Any]:
+        """The batches of training epoch ``epoch`` of a train stream, prefetched."""
+        return _prefetch(self.source.epoch(epoch), self.size)
 
 
 def _prefetch(source: Iterable[Any], size: int) -> Iterator[Any]:

@@ -3,40 +3,43 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from glif_jax.neuron import GATE_NAMES, NeuronConfig, constrained, glif, is_neuron_params
+from glif_jax.neuron import GATE_NAMES, NeuronConfig, constrained, glif, neuron_scopes
 
-# Primitive values after the sigmoid (the GLIF paper's neuron equations, "Initialisation"); "imagenet" cond depends on T.
+# Primitive values after the sigmoid (the GLIF paper's neuron equations, "Initialisation"). The
+# paper's ImageNet runs start cond at 0.5 with T = 4 and at 0.9 with T = 6: presets "imagenet" and
+# "imagenet_t6", between which the ImageNet recipe (glif_jax.configs.base.imagenet) chooses.
 PRESETS: dict[str, dict[str, float]] = {
     "cifar": {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625},
     "imagenet": {"v_th": 0.5, "v_re": 0.5, "cond": 0.5, "tau": 0.25, "lam": 0.0625},
+    "imagenet_t6": {"v_th": 0.5, "v_re": 0.5, "cond": 0.9, "tau": 0.25, "lam": 0.0625},
     "dvs": {"v_th": 0.99999, "v_re": 0.99999, "cond": 0.9, "tau": 0.5, "lam": 0.03125},
 }
 PRIMITIVE_INIT_NAMES = ("tau", "lam", "v_th", "v_re", "cond")
 
 
-def initial_values(init: str | Mapping[str, float], time_steps: int) -> dict[str, float]:
-    """Primitive values (in (0, 1)) for a preset name or an explicit mapping of all five."""
-    if isinstance(init, str):
-        if init not in PRESETS:
-            raise ValueError(f"init: unknown preset {init!r}; expected one of {sorted(PRESETS)} or a mapping")
-        values = dict(PRESETS[init])
-        if init == "imagenet" and time_steps == 6:
-            values["cond"] = 0.9
-        return values
-    missing = [name for name in PRIMITIVE_INIT_NAMES if name not in init]
-    unknown = [name for name in init if name not in PRIMITIVE_INIT_NAMES]
+def initial_values(neuron_init: str | Mapping[str, float]) -> dict[str, float]:
+    """Primitive values (in (0, 1)) for a preset name (:data:`PRESETS`) or an explicit mapping of all five."""
+    if isinstance(neuron_init, str):
+        if neuron_init not in PRESETS:
+            raise ValueError(f"neuron_init: unknown preset {neuron_init!r}; expected one of {sorted(PRESETS)} "
+                             "or a mapping")
+        return dict(PRESETS[neuron_init])
+    missing = [name for name in PRIMITIVE_INIT_NAMES if name not in neuron_init]
+    unknown = [name for name in neuron_init if name not in PRIMITIVE_INIT_NAMES]
     if missing or unknown:
-        raise ValueError(f"init: expected values for {PRIMITIVE_INIT_NAMES}; missing {missing}, unknown {unknown}")
-    for name, value in init.items():
+        raise ValueError(f"neuron_init: expected values for {PRIMITIVE_INIT_NAMES}; "
+                         f"missing {missing}, unknown {unknown}")
+    for name, value in neuron_init.items():
         if not 0 < value < 1:
-            raise ValueError(f"init[{name!r}]: values live in (0, 1) (they are sigmoids), got {value}")
-    return {name: float(init[name]) for name in PRIMITIVE_INIT_NAMES}
+            raise ValueError(f"neuron_init[{name!r}]: values live in (0, 1) (they are sigmoids), got {value}")
+    return {name: float(neuron_init[name]) for name in PRIMITIVE_INIT_NAMES}
 
 
 def logit(value: float) -> float:
@@ -65,9 +68,10 @@ class GLIF(nn.Module):
     Attributes:
       neuron: kind, gate mode, surrogate, ... (:class:`glif_jax.neuron.NeuronConfig`).
       channel_wise: one value per channel (the paper's default) or one per layer.
-      init_values: primitive initial values, a preset (``"cifar"``, ``"imagenet"``, ``"dvs"``) or a
-        mapping of ``tau, lam, v_th, v_re, cond``.
+      neuron_init: primitive initial values, a preset of :data:`PRESETS` (``"cifar"``,
+        ``"imagenet"``, ``"imagenet_t6"``, ``"dvs"``) or a mapping of ``tau, lam, v_th, v_re, cond``.
       gate_init_range: gate logits start ~ U[-range, range).
+      init_values: the earlier name of ``neuron_init``; still accepted, with a ``DeprecationWarning``.
 
     Parameters are logits named ``alpha, beta, gamma`` (gates) and ``tau, lam, v_th, v_re,
     cond`` (primitives); ``cond`` is ``[T, C]`` (``[T]`` layer-wise). When the
@@ -77,15 +81,26 @@ class GLIF(nn.Module):
 
     neuron: NeuronConfig = NeuronConfig()
     channel_wise: bool = True
-    init_values: Any = "cifar"
+    neuron_init: Any = "cifar"
     gate_init_range: float = 0.2
+    init_values: Any = None
+
+    def __post_init__(self):
+        if self.init_values is not None:
+            if self.neuron_init != "cifar" and self.neuron_init != self.init_values:
+                raise ValueError("GLIF: give neuron_init only (init_values is its deprecated name)")
+            warnings.warn("GLIF(init_values=...) is deprecated; the attribute is now called neuron_init",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "neuron_init", self.init_values)  # before Flax freezes the module
+            object.__setattr__(self, "init_values", None)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
         if inputs.ndim < 2:
             raise ValueError(f"{self.name or 'GLIF'}: expected inputs [T, ..., C], got shape {inputs.shape}")
         time_steps, channels = inputs.shape[0], inputs.shape[-1]
-        values = initial_values(self.init_values, time_steps)
+        values = initial_values(self.neuron_init)
         shape = (channels,) if self.channel_wise else ()
         self._check_stored_shapes(time_steps, shape, inputs.shape)
         params = {}
@@ -122,12 +137,9 @@ def neuron_values(params: Mapping[str, Any], prefix: str = "") -> dict[str, dict
     """Constrained values (after the sigmoid) of every GLIF layer in a parameter tree.
 
     Returns ``{"stage1/block0/glif1": {"alpha": [C], ..., "cond": [T, C]}, ...}`` in the
-    tree's order, with paths joined by ``/``.
+    tree's order, with paths joined by ``/`` (after ``prefix``; ``"glif"`` for a tree that is
+    one layer's parameters). The layers are those of :func:`glif_jax.neuron.neuron_scopes`, the
+    same walk as :func:`glif_jax.neuron.constrained_tree`, which keeps the tree's structure instead.
     """
-    if is_neuron_params(params):
-        return {prefix or "glif": constrained(params)}
-    found: dict[str, dict[str, jax.Array]] = {}
-    if isinstance(params, Mapping):
-        for key, value in params.items():
-            found.update(neuron_values(value, f"{prefix}/{key}" if prefix else str(key)))
-    return found
+    return {"/".join(part for part in (prefix, path) if part) or "glif": constrained(layer)
+            for path, layer in neuron_scopes(params).items()}

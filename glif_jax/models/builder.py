@@ -30,7 +30,7 @@ class SpikingNetwork(nn.Module):
       num_classes: width of the classifier output.
       time_steps: T; event frames must carry exactly this many steps.
       neuron, channel_wise, neuron_init: the GLIF layers' kind, granularity and initial values
-        ("cifar" | "imagenet" | "dvs" or explicit values; not named ``init``, which is Module.init).
+        (a preset of ``glif_jax.layers.PRESETS`` or explicit values; ``config.model.init``).
       dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters and logits stay float32.
       bn_axis_name: mapped axis over which BN batch statistics are averaged (data parallel).
       remat: recompute each block's normalisations and GLIF layers in the backward pass

@@ -30,7 +30,7 @@ class LayerSettings:
 
     neuron: the GLIF layers' computation (kind, gate mode, surrogate, ...).
     channel_wise: one value per channel (True, the paper's "CW") or per layer.
-    neuron_init: GLIF initial values: "cifar" | "imagenet" | "dvs" or explicit values.
+    neuron_init: GLIF initial values: a preset of ``glif_jax.layers.PRESETS`` or explicit values.
     norm: "tdbn" (the paper's tdBN and time-merging conventions) or "batchnorm" (plain, k · V = 1).
     dtype: compute dtype of convs, BN outputs and linears (parameters stay float32).
     bn_axis_name: mapped axis over which batch statistics are averaged (data parallel).
@@ -62,7 +62,7 @@ class LayerSettings:
 
     def spiking_neuron(self, name: str | None = None) -> GLIF:
         """A GLIF layer on ``[T, ..., C]``."""
-        return GLIF(neuron=self.neuron, channel_wise=self.channel_wise, init_values=self.neuron_init,
+        return GLIF(neuron=self.neuron, channel_wise=self.channel_wise, neuron_init=self.neuron_init,
                     name=name)
 
     def dense(self, features: int, use_bias: bool = False, name: str | None = None) -> nn.Dense:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable, Mapping
 
 import jax.numpy as jnp
@@ -66,13 +67,17 @@ def _architecture(name: str) -> Callable[..., NetworkSpec]:
 
 
 def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronConfig = NeuronConfig(),
-              channel_wise: bool = True, init: str | Mapping[str, Any] = "cifar", dtype: Any = jnp.float32,
-              bn_axis_name: str | None = None, remat: bool = False, **options: Any) -> SpikingNetwork:
+              channel_wise: bool = True, neuron_init: str | Mapping[str, Any] = "cifar", dtype: Any = jnp.float32,
+              bn_axis_name: str | None = None, remat: bool = False, init: str | Mapping[str, Any] | None = None,
+              **options: Any) -> SpikingNetwork:
     """Model ``name`` as a Flax module: ``module.apply(variables, x, train) -> logits [B, num_classes]``.
 
     x: static images ``[B, H, W, C]`` (repeated over time inside) or event frames
     ``[B, T, H, W, C]``. Collections: ``params`` and ``batch_stats``. ``options`` are the
     model's options of :func:`get_spec` (e.g. ``width_multiplier=0.25``, ``width_change="1x1"`` for wide7b).
+    ``neuron_init``: the GLIF layers' initial values, a preset of ``glif_jax.layers.PRESETS``
+    or a mapping of the five primitives' values (``config.model.init``); ``init`` is its
+    earlier name, still accepted with a ``DeprecationWarning``.
     ``remat``: recompute normalisations and neurons in the backward pass instead of keeping
     them (same results, less memory under a memory-aware XLA scheduler; :class:`SpikingNetwork`).
     """
@@ -81,21 +86,31 @@ def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronCon
             raise ValueError(f"get_model({name!r}): {argument} must be a positive integer, got {value!r}")
     if not isinstance(neuron, NeuronConfig):
         raise TypeError(f"get_model({name!r}): neuron must be a NeuronConfig, got {type(neuron).__name__}")
-    if isinstance(init, Mapping):
-        init = FrozenDict(init)   # hashable, so the module can be a static argument of jit
+    if init is not None:
+        if neuron_init != "cifar" and neuron_init != init:
+            raise ValueError(f"get_model({name!r}): give neuron_init only (init is its deprecated name)")
+        warnings.warn("get_model(init=...) is deprecated; the argument is now called neuron_init",
+                      DeprecationWarning, stacklevel=2)
+        neuron_init = init
+    if isinstance(neuron_init, Mapping):
+        neuron_init = FrozenDict(neuron_init)   # hashable, so the module can be a static argument of jit
     return SpikingNetwork(spec=get_spec(name, **options), num_classes=num_classes, time_steps=time_steps,
-                          neuron=neuron, channel_wise=channel_wise, neuron_init=init, dtype=dtype,
+                          neuron=neuron, channel_wise=channel_wise, neuron_init=neuron_init, dtype=dtype,
                           bn_axis_name=bn_axis_name, remat=remat)
 
 
 def from_config(model_config: Any, num_classes: int, *, dtype: Any = jnp.float32,
                 bn_axis_name: str | None = None) -> SpikingNetwork:
-    """The model that ``config.model`` describes (name, time_steps, channel_wise, init, neuron, remat, kwargs)."""
+    """The model that ``config.model`` describes (name, time_steps, channel_wise, init, neuron, remat, kwargs).
+
+    ``config.model.init`` is the models' ``neuron_init`` (the config key keeps its name, which
+    the saved configs of earlier runs use).
+    """
     neuron_options = _as_dict(model_config.get("neuron", None))
     return get_model(model_config.name, num_classes=num_classes, time_steps=model_config.time_steps,
                      neuron=NeuronConfig(**neuron_options), channel_wise=model_config.get("channel_wise", True),
-                     init=_as_plain(model_config.get("init", "cifar")), dtype=dtype, bn_axis_name=bn_axis_name,
-                     remat=model_config.get("remat", False),
+                     neuron_init=_as_plain(model_config.get("init", "cifar")), dtype=dtype,
+                     bn_axis_name=bn_axis_name, remat=model_config.get("remat", False),
                      **_as_dict(model_config.get("kwargs", None)))
 
 

@@ -14,7 +14,8 @@ from glif_jax.models.description import AvgPool, ConvUnit, Head, InputSpec, Netw
 
 CIFAR_IMAGE = InputSpec("image", channels=3)
 IMAGENET_IMAGE = InputSpec("image", channels=3)
-CIFAR_HEAD = Head(hidden=(256,), hidden_up_to_classes=50)   # 512→256→classes if classes ≤ 50, else 512→classes
+# 512→256→classes if classes ≤ 50, else 512→classes (CIFAR ResNets, and the MS-ResNets on ImageNet)
+HIDDEN_256_UP_TO_50_CLASSES_HEAD = Head(hidden=(256,), hidden_up_to_classes=50)
 IMAGENET_STEM = ConvUnit(64, kernel=7, stride=2, padding=1)
 
 
@@ -24,7 +25,7 @@ def resnet18() -> NetworkSpec:
         name="resnet18", input=CIFAR_IMAGE,
         stem=ConvUnit(64, kernel=3),
         body=stages("basic", depths=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(1, 1, 2, 2)),
-        head=CIFAR_HEAD)
+        head=HIDDEN_256_UP_TO_50_CLASSES_HEAD)
 
 
 def resnet19() -> NetworkSpec:
@@ -33,7 +34,7 @@ def resnet19() -> NetworkSpec:
         name="resnet19", input=CIFAR_IMAGE,
         stem=ConvUnit(128, kernel=3),
         body=stages("basic", depths=(3, 3, 2), widths=(128, 256, 512), strides=(1, 2, 2)),
-        head=CIFAR_HEAD)
+        head=HIDDEN_256_UP_TO_50_CLASSES_HEAD)
 
 
 def cifarnet() -> NetworkSpec:
@@ -61,7 +62,7 @@ def ms_resnet18() -> NetworkSpec:
         name="ms_resnet18", input=IMAGENET_IMAGE,
         stem=IMAGENET_STEM,
         body=stages("ms", depths=(2, 2, 2, 2), widths=(64, 128, 256, 512), strides=(2, 2, 2, 2)),
-        head=CIFAR_HEAD)
+        head=HIDDEN_256_UP_TO_50_CLASSES_HEAD)
 
 
 def ms_resnet34() -> NetworkSpec:
@@ -70,7 +71,7 @@ def ms_resnet34() -> NetworkSpec:
         name="ms_resnet34", input=IMAGENET_IMAGE,
         stem=IMAGENET_STEM,
         body=stages("ms", depths=(3, 4, 6, 3), widths=(64, 128, 256, 512), strides=(2, 2, 2, 2)),
-        head=CIFAR_HEAD)
+        head=HIDDEN_256_UP_TO_50_CLASSES_HEAD)
 
 
 def wide7b(width_change: Literal["3x3", "1x1"] = "3x3",

@@ -1,16 +1,21 @@
-"""Parameter groups of the paper's recipe, chosen by leaf name.
+"""Parameter groups of the paper's recipe: the GLIF layers' gates and primitives, and the weights.
 
-A leaf belongs to a group by the last key of its path, matched as a WHOLE name:
-`alpha|beta|gamma` -> "gates", `tau|lam|v_th|v_re|cond` -> "primitives", anything else
-(conv/linear "kernel", BN "scale"/"bias", "lambda_x", "beta_bn", ...) -> "weights".
+A leaf is a gate or a primitive only if it belongs to a GLIF layer: it lives directly in a
+GLIF layer's scope and its name is one of `alpha|beta|gamma` ("gates") or
+`tau|lam|v_th|v_re|cond` ("primitives"). A GLIF layer's scope is a mapping that holds one
+neuron's parameters and nothing else, as `glif_jax.layers.GLIF` stores them
+(`glif_jax.neuron.neuron_scopes`); the scopes may also be named explicitly. Every other leaf is
+a weight, whatever its name: conv/linear "kernel", BN "scale"/"bias", and a user's own layer
+with a parameter called `beta` or `tau` beside its other parameters.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection
 
 import jax
 
+from glif_jax import neuron
 from glif_jax.neuron import GATE_NAMES, PRIMITIVE_NAMES
 
 GATES = "gates"
@@ -20,7 +25,7 @@ GROUPS = (WEIGHTS, PRIMITIVES, GATES)
 
 
 def group_of(name: str) -> str:
-    """The group ("gates" | "primitives" | "weights") of a parameter whose leaf name is `name`."""
+    """The group ("gates" | "primitives" | "weights") of a parameter named `name` in a GLIF layer's scope."""
     if name in GATE_NAMES:
         return GATES
     if name in PRIMITIVE_NAMES:
@@ -28,17 +33,45 @@ def group_of(name: str) -> str:
     return WEIGHTS
 
 
-def _leaf_name(path: tuple[Any, ...]) -> str:
-    """The name of the last key of a pytree path ("" for a bare leaf; the index for sequences)."""
-    if not path:
-        return ""
-    key = path[-1]
+def _key_name(key: Any) -> str:
+    """The name of one key of a pytree path (the index for sequences)."""
     for attribute in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey
         if hasattr(key, attribute):
             return str(getattr(key, attribute))
     return str(key)
 
 
-def param_labels(params: Any) -> Any:
-    """The tree of `params` with every leaf replaced by its group name (see `group_of`)."""
-    return jax.tree_util.tree_map_with_path(lambda path, _: group_of(_leaf_name(path)), params)
+def param_labels(params: Any, neuron_scopes: Collection[str] | None = None) -> Any:
+    """The tree of `params` with every leaf replaced by its group name.
+
+    Args:
+      params: a parameter tree (e.g. a Flax ``params`` tree, a dict or a ``FrozenDict``).
+      neuron_scopes: paths of the GLIF layers' scopes, their keys joined by ``/``
+        (``"stage1_block1/glif1"``; ``""`` for the root), e.g. those that
+        ``glif_jax.analysis.network_order(model, x, train=False)`` finds by tracing the model,
+        or the scope of a neuron of your own that stores GLIF's parameters beside others.
+        ``None`` (the default) finds them in `params`: every mapping that holds one neuron's
+        parameters and nothing else (`glif_jax.neuron.neuron_scopes`).
+
+    A leaf directly in one of these scopes is labelled by its name (`group_of`); every other
+    leaf is a weight.
+    """
+    if neuron_scopes is None:
+        scopes = set(neuron.neuron_scopes(params))
+    else:
+        scopes = {neuron_scopes} if isinstance(neuron_scopes, str) else set(neuron_scopes)
+
+    def label(path: tuple[Any, ...], _: Any) -> str:
+        names = [_key_name(key) for key in path]
+        if names and "/".join(names[:-1]) in scopes:
+            return group_of(names[-1])
+        return WEIGHTS
+
+    labels = jax.tree_util.tree_map_with_path(label, params)
+    if neuron_scopes is not None:
+        labelled = {"/".join(_key_name(key) for key in path[:-1])
+                    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
+        unknown = sorted(scopes - labelled)
+        if unknown:
+            raise ValueError(f"neuron_scopes: {unknown} hold no parameters of params (paths join keys with '/')")
+    return labels

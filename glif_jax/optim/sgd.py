@@ -9,7 +9,8 @@ PyTorch `torch.optim.SGD` (dampening 0), per step, per parameter p with gradient
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Collection
 
 import optax
 
@@ -39,12 +40,14 @@ def torch_sgd(
 
 
 def make_optimizer(
-    optim_config: Any, *, num_epochs: int, steps_per_epoch: int
+    optim_config: Any, *, num_epochs: int, steps_per_epoch: int, neuron_scopes: Collection[str] | None = None,
 ) -> optax.GradientTransformation:
     """The paper's optimiser: one `torch_sgd` per group, each with its own cosine schedule.
 
-    weights: weight_decay; primitives and gates: no weight decay (the paper's training recipe). Groups are chosen
-    by leaf name (`param_labels`); schedules are those of `learning_rates`.
+    weights: weight_decay; primitives and gates: no weight decay (the paper's training recipe). The
+    gates and primitives are the parameters of the GLIF layers, by name (`param_labels`, which
+    finds the layers in the parameter tree unless `neuron_scopes` names them); schedules are
+    those of `learning_rates`.
     """
     schedules = learning_rates(optim_config, num_epochs=num_epochs, steps_per_epoch=steps_per_epoch)
     decays = {WEIGHTS: optim_config.weight_decay, PRIMITIVES: 0.0, GATES: 0.0}
@@ -57,4 +60,5 @@ def make_optimizer(
         )
         for group in schedules
     }
-    return optax.partition(transforms, param_labels)
+    labels = param_labels if neuron_scopes is None else functools.partial(param_labels, neuron_scopes=neuron_scopes)
+    return optax.partition(transforms, labels)

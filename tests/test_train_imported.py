@@ -1,0 +1,121 @@
+"""The authors' checkpoints in the training system: glif-eval --from-gated-lif, glif-train
+--init-from, glif-plot on one — on the ResNet-18 fixture (width 1/32, T = 2, 10 classes;
+tests/fixtures/gated_lif) and a tiny CIFAR-shaped .npz written here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from glif_jax import data
+from glif_jax.gated_lif import from_gated_lif
+from glif_jax.train import cli, metrics
+from tests.comparison import assert_tree_close
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = str(REPO / "tests" / "fixtures" / "gated_lif" / "resCifar18stand-CIFAR10-step2-CW.pth.tar")
+NPZ_CONFIG = str(REPO / "configs" / "cifar10_npz_resnet18_t4.py")
+
+
+@pytest.fixture(scope="module")
+def npz_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("npz")
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name, classes in (("ten", 10), ("five", 5)):
+        path = folder / f"{name}.npz"
+        np.savez(path, x=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), y=rng.integers(0, classes, 12),
+                 classes=np.array([str(index) for index in range(classes)]))
+        paths[name] = str(path)
+    return paths
+
+
+def overrides(npz: str, time_steps: int = 2) -> list[str]:
+    return [f"--config.model.time_steps={time_steps}", f"--config.dataset.train_path={npz}",
+            f"--config.dataset.eval_path={npz}", "--config.eval_batch_size=8", "--config.batch_size=4"]
+
+
+def run(main, program, *args, capsys):
+    code = cli._run(program, main, [program, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_glif_eval_of_an_imported_checkpoint_scores_its_network(npz_files, tmp_path, capsys):
+    """The score glif-eval prints is the imported network's on the configured test split
+    (computed here from from_gated_lif's model and the data floor's batches), and --workdir
+    keeps the import as a glif-jax run with the width read from the file."""
+    code, out, err = run(cli._eval, "glif-eval", "--from-gated-lif", FIXTURE, "--config", NPZ_CONFIG,
+                         *overrides(npz_files["ten"]), "--workdir", str(tmp_path / "imported"), capsys=capsys)
+    assert code == 0, err[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])["eval"]
+    model, variables = from_gated_lif(FIXTURE)
+    dataset = {"name": "npz", "train_path": npz_files["ten"], "eval_path": npz_files["ten"],
+               "normalization": "cifar10"}
+    batches, _ = data.build(dataset, split="eval", batch_size=8, seed=0, train=False)
+    totals = metrics.MeanAccumulator()
+    apply = jax.jit(lambda images: model.apply(variables, images, train=False))
+    for batch in batches:
+        logits = apply(batch["image"])
+        totals.add(metrics.batch_sums(logits, batch["label"], batch["mask"]))
+    expected = totals.result()
+    assert result["eval_count"] == 12 and result["step"] == 0
+    assert result["eval_top1"] == pytest.approx(expected["top1"])
+    assert result["eval_loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    saved = json.loads((tmp_path / "imported" / "config.json").read_text())
+    assert saved["model"]["kwargs"]["width_multiplier"] == pytest.approx(1 / 32)
+    assert (tmp_path / "imported" / "checkpoints" / "0" / "state").is_dir()
+
+
+@pytest.mark.parametrize("config_args, message", [
+    (["--config.model.time_steps=4"], "holds a network for T=2, but config.model.time_steps=4"),
+    (["--config.model.name=resnet19"], "resnet19"),
+])
+def test_glif_eval_refuses_a_checkpoint_that_does_not_fit_the_config(npz_files, capsys, config_args, message):
+    code, _, err = run(cli._eval, "glif-eval", "--from-gated-lif", FIXTURE, "--config", NPZ_CONFIG,
+                       *overrides(npz_files["ten"]), *config_args, capsys=capsys)
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_glif_eval_refuses_another_class_count(npz_files, capsys):
+    code, _, err = run(cli._eval, "glif-eval", "--from-gated-lif", FIXTURE, "--config", NPZ_CONFIG,
+                       *overrides(npz_files["five"]), capsys=capsys)
+    assert code == 1 and "classifies 10 classes, but the configured dataset 'npz' has 5" in err
+
+
+def test_glif_train_init_from_starts_from_their_parameters(npz_files, tmp_path, capsys):
+    """With a zero learning rate, one step leaves the parameters as imported: the run really
+    started from them (and took the width from the file)."""
+    from glif_jax.checkpoint import Checkpointer
+
+    code, _, err = run(cli._train, "glif-train", "--config", NPZ_CONFIG, *overrides(npz_files["ten"]),
+                       "--config.num_epochs=1", "--config.steps_per_epoch=1", "--config.optim.base_lr=0.0",
+                       "--init-from", FIXTURE, "--workdir", str(tmp_path / "run"), capsys=capsys)
+    assert code == 0, err[-3000:]
+    assert "starting from the parameters of" in err
+    with Checkpointer(tmp_path / "run" / "checkpoints", read_only=True) as checkpointer:
+        state, _ = checkpointer.restore()
+    _, variables = from_gated_lif(FIXTURE)
+    assert_tree_close(state["params"], variables["params"])
+    assert int(state["step"]) == 1
+
+
+def test_glif_plot_draws_an_imported_checkpoint(npz_files, tmp_path):
+    """The learned-values table of the figures is the sigmoid of their stored gate logits."""
+    import pandas as pd
+
+    with pytest.raises(SystemExit) as exited:
+        cli.plot_main(["glif-plot", FIXTURE, "--config", NPZ_CONFIG, *overrides(npz_files["ten"]),
+                       "--out", str(tmp_path / "figures"), "--batch-size", "4"])
+    code = exited.value.code
+    assert code == 0
+    assert (tmp_path / "figures" / "gates.png").is_file()
+    values = pd.read_csv(tmp_path / "figures" / "learned_values.csv")
+    _, variables = from_gated_lif(FIXTURE)
+    stem_alpha = np.asarray(variables["params"]["stem"]["neuron"]["alpha"]).reshape(-1)
+    table = values[(values.layer == "stem") & (values.parameter == "alpha")].sort_values("channel")["value"]
+    np.testing.assert_allclose(table.to_numpy(), 1 / (1 + np.exp(-stem_alpha)), rtol=1e-6)

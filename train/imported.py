@@ -1,0 +1,111 @@
+"""The authors' trained checkpoints (CAS-CLab/Gated-LIF) in the training system.
+
+- :func:`import_to_workdir` turns one of their ``.pth`` / ``.pth.tar`` files into a glif-jax
+  work directory (``config.json`` + a checkpoint at step 0), so that ``glif-eval``,
+  ``glif-plot`` and ``glif-train --resume`` treat it like a run of ours;
+- :func:`initial_state_from` starts a new run (``glif-train --init-from``) from their
+  parameters and tdBN statistics, with a fresh optimizer state.
+
+The config names the experiment (dataset, recipe, model, T); the checkpoint must hold the
+same architecture and T. Its width multiplier and channel-wise/layer-wise neurons are read
+from the tensors and written into the config. The conversion itself is
+:func:`glif_jax.gated_lif.from_gated_lif` (no PyTorch needed).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from glif_jax.checkpoint import Checkpointer
+from glif_jax.gated_lif import GatedLIFFormatError, describe_gated_lif, from_gated_lif
+from glif_jax.neuron import NeuronConfig
+from glif_jax.train.experiment import Experiment
+from glif_jax.train.state import TrainState
+from glif_jax.workdir import CHECKPOINTS_DIR, save_config
+
+logger = logging.getLogger(__name__)
+
+
+def config_for(config: Any, path: str | Path) -> Any:
+    """``config`` with the model's width and neuron granularity of the checkpoint at ``path``.
+
+    Raises ``GatedLIFFormatError`` when the checkpoint holds another architecture or T than
+    ``config.model`` names."""
+    facts = describe_gated_lif(path, model=config.model.name)
+    if facts.time_steps != config.model.time_steps:
+        raise GatedLIFFormatError(
+            f"{path} holds a network for T={facts.time_steps}, but config.model.time_steps="
+            f"{config.model.time_steps}; choose the config of T={facts.time_steps} "
+            f"(or --config.model.time_steps={facts.time_steps})")
+    adapted = config.copy_and_resolve_references()
+    with adapted.unlocked():
+        adapted.model.channel_wise = facts.channel_wise
+        if "width_multiplier" in adapted.model.kwargs:
+            adapted.model.kwargs.width_multiplier = facts.width_multiplier
+    adapted.lock()
+    logger.info("%s: %s, %d classes, T=%d, width x%g, %s neurons, from their %s", path, facts.architecture,
+                facts.num_classes, facts.time_steps, facts.width_multiplier,
+                "channel-wise" if facts.channel_wise else "layer-wise", facts.their_class)
+    return adapted
+
+
+def check_classes(config: Any, experiment: Experiment, path: str | Path) -> None:
+    """Refuses a checkpoint whose head has another class count than the configured dataset."""
+    classes = describe_gated_lif(path, model=config.model.name).num_classes
+    if classes != experiment.num_classes:
+        raise GatedLIFFormatError(
+            f"{path} classifies {classes} classes, but the configured dataset "
+            f"{config.dataset.name!r} has {experiment.num_classes}")
+
+
+def imported_variables(config: Any, experiment: Experiment, path: str | Path) -> dict[str, Any]:
+    """The checkpoint's ``{"params", "batch_stats"}`` for ``experiment.model`` (built from
+    :func:`config_for`'s config); refuses a class count other than the dataset's."""
+    check_classes(config, experiment, path)
+    neuron = NeuronConfig(**config.model.neuron.to_dict())
+    _, variables = from_gated_lif(path, model=config.model.name, time_steps=config.model.time_steps, neuron=neuron)
+    return variables
+
+
+def initial_state_from(config: Any, experiment: Experiment, fresh: TrainState, path: str | Path) -> TrainState:
+    """``fresh`` with the parameters and tdBN statistics of their checkpoint at ``path`` and an
+    optimizer state initialised for them (a new run that starts from their network)."""
+    variables = imported_variables(config, experiment, path)
+    _check_fits(fresh.params, variables["params"], "params", path)
+    _check_fits(fresh.batch_stats, variables.get("batch_stats", {}), "batch_stats", path)
+    params = jax.tree.map(np.asarray, variables["params"])
+    return fresh.replace(params=params, batch_stats=jax.tree.map(np.asarray, variables.get("batch_stats", {})),
+                         opt_state=experiment.optimizer.init(params))
+
+
+def import_to_workdir(config: Any, experiment: Experiment, fresh: TrainState, path: str | Path,
+                      workdir: str | Path) -> Path:
+    """Writes ``workdir/config.json`` and ``workdir/checkpoints/0`` from their checkpoint.
+
+    ``config`` and ``experiment`` as :func:`config_for` and ``build_experiment`` give them;
+    ``fresh`` is the run's initial state (its optimizer state and RNG key complete the
+    checkpoint). The checkpoint's meta names the source file."""
+    workdir = Path(workdir)
+    state = initial_state_from(config, experiment, fresh, path)
+    save_config(workdir, config)
+    with Checkpointer(workdir / CHECKPOINTS_DIR, keep=1, async_save=False) as checkpointer:
+        if checkpointer.all_steps():
+            raise FileExistsError(f"{workdir / CHECKPOINTS_DIR} already holds checkpoints; choose a new directory")
+        checkpointer.save(0, state, {"epoch": 0, "imported_from": str(Path(path).absolute())})
+    return workdir
+
+
+def _check_fits(expected: Any, imported: Any, collection: str, path: str | Path) -> None:
+    """Same tree and shapes as the configured model's, or an error naming the first difference."""
+    want = {jax.tree_util.keystr(key): np.shape(leaf) for key, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    got = {jax.tree_util.keystr(key): np.shape(leaf) for key, leaf in jax.tree_util.tree_flatten_with_path(imported)[0]}
+    for key in sorted(set(want) | set(got)):
+        if want.get(key) != got.get(key):
+            raise GatedLIFFormatError(
+                f"{path}: {collection}{key} is {got.get(key, 'missing')} in the checkpoint but "
+                f"{want.get(key, 'absent')} in the configured model")
