@@ -24,10 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(out)], check=True, timeout=900, capture_output=True)
-    subprocess.run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(out)!r})"],
-                   cwd=REPO, check=True, timeout=300, capture_output=True)
+    for command in ([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+                     "-q", "-w", str(out)],
+                    [sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(out)!r})"]):
+        built = subprocess.run(command, cwd=REPO, timeout=900, capture_output=True, text=True)
+        assert built.returncode == 0, (built.stdout + built.stderr)[-3000:]
     wheel, = out.glob("*.whl")
     sdist, = out.glob("*.tar.gz")
     return wheel, sdist
