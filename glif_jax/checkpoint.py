@@ -197,10 +197,10 @@ class Checkpointer:
         """
         if self.read_only:
             raise CheckpointError(f"{self.directory} was opened read-only")
-        state = to_host(state)
-        meta = _json_ready(meta)
         if step in self.all_steps():
             return False
+        state = to_host(state)
+        meta = _json_ready(meta)
         self._manager.wait_until_finished()   # the previous save is complete: older ones may go
         self._delete_unkept()
         self._manager.save(

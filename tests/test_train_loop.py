@@ -21,10 +21,8 @@ from glif_jax.data.normalization import normalize
 from glif_jax.train.experiment import build_experiment
 from glif_jax.train.state import TrainState
 from glif_jax.train.train import evaluate_checkpoint, initial_state, train_and_evaluate
-from glif_jax.train.writers import METRICS_FILE
-from tests.comparison import assert_tree_close
 from tests.data_reference import assert_batches_equal, reference_batches
-from tests.train_standins import Interrupted, make_experiment, small_config
+from tests.train_standins import Interrupted, assert_bit_identical, make_experiment, records, small_config
 
 NUM_EPOCHS = 3
 STEPS_PER_EPOCH = 4
@@ -43,14 +41,6 @@ def final_state(workdir, **overrides) -> TrainState:
     return state
 
 
-def records(workdir):
-    return [json.loads(line) for line in (workdir / METRICS_FILE).read_text().splitlines()]
-
-
-def assert_bit_identical(actual, expected):
-    """Equal structure and equal values, leaf by leaf; NaN anywhere fails (two runs that
-    diverged alike must not pass as identical)."""
-    assert_tree_close(actual, expected, rtol=0.0, atol=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,7 @@ from glif_jax.checkpoint import Checkpointer
 from glif_jax.train import config_changes
 from glif_jax.train.stop_signals import RunInterrupted
 from glif_jax.train.train import ConfigChangeError, TrainingDiverged, initial_state, train_and_evaluate
-from glif_jax.train.writers import METRICS_FILE
-from tests.comparison import assert_tree_close
-from tests.train_standins import Interrupted, make_experiment, small_config
+from tests.train_standins import Interrupted, assert_bit_identical, make_experiment, records, small_config
 
 NUM_EPOCHS = 3
 STEPS_PER_EPOCH = 4
@@ -51,14 +49,6 @@ def final_state(workdir, **overrides):
     return state
 
 
-def assert_bit_identical(actual, expected):
-    """Equal structure and equal values, leaf by leaf; NaN anywhere fails (two runs that
-    diverged alike must not pass as identical)."""
-    assert_tree_close(actual, expected, rtol=0.0, atol=0.0)
-
-
-def records(workdir):
-    return [json.loads(line) for line in (workdir / METRICS_FILE).read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ partial batch is padded and masked.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable
 
 import flax.linen as nn
@@ -138,3 +140,18 @@ def small_config(**overrides) -> ml_collections.ConfigDict:
         target[leaf] = value
     config.lock()
     return config
+
+
+def records(workdir) -> list[dict]:
+    """The records of a run's ``metrics.jsonl``."""
+    from glif_jax.train.writers import METRICS_FILE
+
+    return [json.loads(line) for line in (Path(workdir) / METRICS_FILE).read_text().splitlines()]
+
+
+def assert_bit_identical(actual, expected) -> None:
+    """Equal structure and equal values, leaf by leaf; NaN anywhere fails (two runs that
+    diverged alike must not pass as identical)."""
+    from tests.comparison import assert_tree_close
+
+    assert_tree_close(actual, expected, rtol=0.0, atol=0.0)

@@ -207,7 +207,7 @@ def _train(argv: list[str]) -> None:
         if values.init_from:
             from glif_jax.train import imported
 
-            config = imported.config_for(config, values.init_from)
+            config, _ = imported.config_for(config, values.init_from)
         results = train_and_evaluate(config, Path(values.workdir), resume=RESUME_CHOICES[values.resume],
                                      allow_config_change=values.allow_config_change, stop_signals=stop_signals,
                                      init_from=values.init_from)
@@ -258,10 +258,10 @@ def _imported_run(config: Any, checkpoint: str, workdir: Path) -> tuple[Any, Any
     from glif_jax.train.train import initial_state
     from glif_jax.train.validation import validate_config
 
-    config = imported.config_for(config, checkpoint)
+    config, facts = imported.config_for(config, checkpoint)
     validate_config(config)
     experiment = build_experiment(config, bn_axis_name=parallel.make_strategy(config.parallel).bn_axis_name)
-    imported.check_classes(config, experiment, checkpoint)   # before initialising a model
+    imported.check_classes(facts.num_classes, config, experiment, checkpoint)   # before initialising a model
     imported.import_to_workdir(config, experiment, initial_state(config, experiment), checkpoint, workdir)
     return config, experiment
 
@@ -411,9 +411,9 @@ def _prescan(argv: list[str], name: str) -> str | None:
 
 def _underscored(arg: str) -> str:
     """``--init-from`` / ``--from-gated-lif`` (as documented) are absl's ``--init_from`` / ``--from_gated_lif``."""
-    for dashed in ("--init-from", "--from-gated-lif"):
+    for dashed, underscored in (("--init-from", "--init_from"), ("--from-gated-lif", "--from_gated_lif")):
         if arg == dashed or arg.startswith(dashed + "="):
-            return arg.replace(dashed, dashed.replace("-", "_").replace("__", "--", 1), 1)
+            return underscored + arg[len(dashed):]
     return arg
 
 

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from glif_jax.checkpoint import Checkpointer
-from glif_jax.gated_lif import GatedLIFFormatError, describe_gated_lif, from_gated_lif
+from glif_jax.gated_lif import GatedLIFCheckpoint, GatedLIFFormatError, describe_gated_lif, from_gated_lif
 from glif_jax.neuron import NeuronConfig
 from glif_jax.train.experiment import Experiment
 from glif_jax.train.state import TrainState
@@ -31,8 +31,9 @@ from glif_jax.workdir import CHECKPOINTS_DIR, save_config
 logger = logging.getLogger(__name__)
 
 
-def config_for(config: Any, path: str | Path) -> Any:
-    """``config`` with the model's width and neuron granularity of the checkpoint at ``path``.
+def config_for(config: Any, path: str | Path) -> tuple[Any, GatedLIFCheckpoint]:
+    """``config`` with the model's width and neuron granularity of the checkpoint at ``path``,
+    and what the checkpoint holds (read once here, e.g. its class count for :func:`check_classes`).
 
     Raises ``GatedLIFFormatError`` when the checkpoint holds another architecture or T than
     ``config.model`` names."""
@@ -51,12 +52,12 @@ def config_for(config: Any, path: str | Path) -> Any:
     logger.info("%s: %s, %d classes, T=%d, width x%g, %s neurons, from their %s", path, facts.architecture,
                 facts.num_classes, facts.time_steps, facts.width_multiplier,
                 "channel-wise" if facts.channel_wise else "layer-wise", facts.their_class)
-    return adapted
+    return adapted, facts
 
 
-def check_classes(config: Any, experiment: Experiment, path: str | Path) -> None:
-    """Refuses a checkpoint whose head has another class count than the configured dataset."""
-    classes = describe_gated_lif(path, model=config.model.name).num_classes
+def check_classes(classes: int, config: Any, experiment: Experiment, path: str | Path) -> None:
+    """Refuses a checkpoint (at ``path``, with ``classes`` outputs) whose head has another class
+    count than the configured dataset."""
     if classes != experiment.num_classes:
         raise GatedLIFFormatError(
             f"{path} classifies {classes} classes, but the configured dataset "
@@ -66,9 +67,10 @@ def check_classes(config: Any, experiment: Experiment, path: str | Path) -> None
 def imported_variables(config: Any, experiment: Experiment, path: str | Path) -> dict[str, Any]:
     """The checkpoint's ``{"params", "batch_stats"}`` for ``experiment.model`` (built from
     :func:`config_for`'s config); refuses a class count other than the dataset's."""
-    check_classes(config, experiment, path)
     neuron = NeuronConfig(**config.model.neuron.to_dict())
-    _, variables = from_gated_lif(path, model=config.model.name, time_steps=config.model.time_steps, neuron=neuron)
+    model, variables = from_gated_lif(path, model=config.model.name, time_steps=config.model.time_steps,
+                                      neuron=neuron)
+    check_classes(model.num_classes, config, experiment, path)
     return variables
 
 

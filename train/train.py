@@ -137,7 +137,8 @@ def train_and_evaluate(
         # entered first, left last: a signal during the final save only lets it finish
         signals = stop_signals if stop_signals is not None else stack.enter_context(StopSignals())
         checkpointer = stack.enter_context(open_checkpointer(config, workdir))
-        resuming = _check_resume(config, workdir, checkpointer, mode, allow_config_change)
+        changes = _check_resume(config, workdir, checkpointer, mode, allow_config_change)
+        resuming = changes is not None
         if experiment is None:
             experiment = build_experiment(config, bn_axis_name=strategy.bn_axis_name)
         host_state, meta = initial_state(config, experiment), {}
@@ -150,13 +151,14 @@ def train_and_evaluate(
             host_state = imported.initial_state_from(config, experiment, host_state, init_from)
             logger.info("starting from the parameters of %s", init_from)
         if jax.process_index() == 0:
-            _record_config(config, workdir, resuming, int(host_state.step))
+            _record_config(config, workdir, changes, int(host_state.step))
         return _train(config, workdir, experiment, strategy, checkpointer, signals, host_state, meta)
 
 
 def _check_resume(config: Any, workdir: Path, checkpointer: Checkpointer, mode: str,
-                  allow_config_change: bool) -> bool:
-    """Whether to resume; refuses a resume whose config changes the trajectory."""
+                  allow_config_change: bool) -> dict[str, tuple[Any, Any]] | None:
+    """None for a new run; for a resume, how ``config`` differs from the run's ``config.json``
+    (empty when there is none to compare). Refuses a resume whose config changes the trajectory."""
     steps_on_disk = checkpointer.all_steps()
     if not steps_on_disk:
         if mode == "yes":
@@ -164,7 +166,7 @@ def _check_resume(config: Any, workdir: Path, checkpointer: Checkpointer, mode: 
                 f"--resume: no checkpoint in {workdir / CHECKPOINTS_DIR} (a run killed before its first "
                 "checkpoint restarts without --resume; --resume=auto does either)"
             )
-        return False
+        return None
     if mode == "no":
         raise FileExistsError(
             f"{workdir} already holds checkpoints (steps {steps_on_disk}); pass --resume (or --resume=auto) "
@@ -172,7 +174,7 @@ def _check_resume(config: Any, workdir: Path, checkpointer: Checkpointer, mode: 
         )
     if not (workdir / CONFIG_FILE).is_file():
         logger.warning("%s has checkpoints but no %s: the config cannot be compared", workdir, CONFIG_FILE)
-        return True
+        return {}
     changed = config_changes.changes(load_config(workdir), config)
     altering = config_changes.trajectory_changes(changed)
     if altering and not allow_config_change:
@@ -189,28 +191,29 @@ def _check_resume(config: Any, workdir: Path, checkpointer: Checkpointer, mode: 
     if harmless:
         logger.info("resuming with changed settings that do not alter training:\n%s",
                     config_changes.describe(harmless))
-    return True
+    return changed
 
 
-def _record_config(config: Any, workdir: Path, resuming: bool, step: int) -> None:
-    """A new run writes ``config.json``; a resume appends to the history instead."""
-    if not resuming or not (workdir / CONFIG_FILE).is_file():
+def _record_config(config: Any, workdir: Path, changes: dict[str, tuple[Any, Any]] | None, step: int) -> None:
+    """A new run writes ``config.json``; a resume (``changes`` as ``_check_resume`` found them)
+    appends to the history instead."""
+    if changes is None or not (workdir / CONFIG_FILE).is_file():
         save_config(workdir, config)
         return
-    config_changes.record_resume(workdir, step, config_changes.changes(load_config(workdir), config), config)
+    config_changes.record_resume(workdir, step, changes, config)
 
 
 class _Run:
     """The mutable bits of one training run that the epoch loop and its helpers share."""
 
-    def __init__(self, config, workdir, experiment, strategy, checkpointer, stop_signals, writer):
-        self.config, self.workdir, self.experiment = config, workdir, experiment
+    def __init__(self, config, experiment, strategy, checkpointer, stop_signals, writer, skipped_steps: int):
+        self.config, self.experiment = config, experiment
         self.strategy, self.checkpointer, self.stop_signals, self.writer = strategy, checkpointer, stop_signals, writer
         self.every_steps = config.checkpoint.get("every_steps")
         self.skip_nonfinite = _skips_nonfinite(config)
         self.max_consecutive_skips = (config.get("nonfinite") or {}).get("max_consecutive_skips", 1)
         self.consecutive_skips = 0
-        self.skipped_steps = 0
+        self.skipped_steps = skipped_steps   # over the whole run, resumed ones included
 
 
 def _skips_nonfinite(config: Any) -> bool:
@@ -254,8 +257,8 @@ def _train(config, workdir, experiment, strategy, checkpointer, stop_signals, ho
 
     with MetricWriter(workdir) as writer:
         writer.truncate_after(int(host_state.step))
-        run = _Run(config, workdir, experiment, strategy, checkpointer, stop_signals, writer)
-        run.skipped_steps = int(results["skipped_steps"])
+        run = _Run(config, experiment, strategy, checkpointer, stop_signals, writer,
+                   skipped_steps=int(meta.get("skipped_steps", 0)))
         for epoch in range(start_epoch, config.num_epochs):
             state, train_metrics = _train_epoch(run, train_fn, state, epoch, skip, epoch_totals)
             skip, epoch_totals = 0, MeanAccumulator()
