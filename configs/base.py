@@ -15,6 +15,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from glif_jax import models
+from glif_jax.errors import check_choice
 
 # The paper's training recipe table. batch = batch per GPU x GPUs of the paper's runs.
 CIFAR_RECIPE = dict(base_lr=0.1, num_epochs=200, batch_size=64 * 1, weight_decay=5e-5,
@@ -141,8 +142,7 @@ def cifar(
     model_overrides: dict[str, Any] | None = None,
 ) -> ml_collections.ConfigDict:
     """CIFAR-10/100 recipe: lr 0.1, 200 epochs, batch 64, wd 5e-5, gates at lr/10 (the paper's training recipe)."""
-    if dataset not in CIFAR_DATASETS:
-        raise ValueError(f"dataset must be one of {CIFAR_DATASETS}, got {dataset!r}")
+    check_choice("dataset", dataset, CIFAR_DATASETS)
     config = experiment(
         dataset=dataset, model=model, time_steps=time_steps, init="cifar", **CIFAR_RECIPE,
         eval_batch_size=400, augment=True, log_every_steps=100,

@@ -41,6 +41,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from glif_jax.errors import check_choice
 from glif_jax.extras import require
 
 ocp = require("orbax.checkpoint", "train", "glif_jax.checkpoint")
@@ -246,8 +247,7 @@ class Checkpointer:
         Raises ``CheckpointError`` with the path when there is no such checkpoint, or none
         that is intact and has the structure of ``target``.
         """
-        if which not in KINDS:
-            raise ValueError(f"which must be one of {KINDS}, got {which!r}")
+        check_choice("which", which, KINDS)
         self.wait()
         if step is not None:
             if step not in self.all_steps():

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from glif_jax import cpu_kernel, xla_scan
+from glif_jax.errors import OptionError, check_choice, check_flag, check_integer
 from glif_jax import surrogate as surrogate_lib
 
 GATE_NAMES = ("alpha", "beta", "gamma")
@@ -91,12 +92,16 @@ class NeuronConfig:
             warnings.warn(f"implementation={self.implementation!r} is deprecated; it is now called {current!r}",
                           DeprecationWarning, stacklevel=3)
             object.__setattr__(self, "implementation", current)  # frozen: set once, here
-        _check_choice("kind", self.kind, tuple(KIND_PARAM_NAMES))
-        _check_choice("gates", self.gates, GATE_MODES)
-        _check_choice("implementation", self.implementation, IMPLEMENTATIONS)
+        check_choice("kind", self.kind, tuple(KIND_PARAM_NAMES))
+        check_choice("gates", self.gates, GATE_MODES)
+        check_choice("implementation", self.implementation, IMPLEMENTATIONS)
+        check_flag("static_gates", self.static_gates)
+        check_flag("static_primitives", self.static_primitives)
         surrogate_lib.get(self.surrogate, self.surrogate_width)  # validates name and width
-        if self.state_dtype is not None and not jnp.issubdtype(jnp.dtype(self.state_dtype), jnp.floating):
-            raise ValueError(f"state_dtype: expected a floating dtype, got {self.state_dtype!r}")
+        if self.state_dtype is not None and not _is_floating_dtype(self.state_dtype):
+            raise OptionError("state_dtype", f"expected a floating dtype, got {self.state_dtype!r}")
+        if self.unroll is not None and not isinstance(self.unroll, bool):
+            check_integer("unroll", self.unroll, minimum=0)   # jax.lax.scan: 0 unrolls the whole loop
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -142,9 +147,11 @@ class Coefficients(NamedTuple):
         return jnp.broadcast_to(self.input_gain, (time_steps,))
 
 
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+def _is_floating_dtype(name: Any) -> bool:
+    try:
+        return jnp.issubdtype(jnp.dtype(name), jnp.floating)
+    except TypeError:
+        return False
 
 
 def _make_config(config: NeuronConfig | None, options: dict) -> NeuronConfig:

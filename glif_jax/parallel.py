@@ -40,6 +40,8 @@ import numpy as np
 from flax import jax_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from glif_jax.errors import check_choice
+
 AXIS_NAME = "batch"
 STRATEGY_NAMES = ("none", "pmap", "mesh")
 
@@ -204,14 +206,10 @@ class MeshDataParallel:
 
 
 def make_strategy(name: str) -> DataParallel:
-    """The strategy named by ``config.parallel``: "none" | "pmap" | "mesh"."""
-    if name == "none":
-        return SingleDevice()
-    if name == "pmap":
-        return PmapDataParallel()
-    if name == "mesh":
-        return MeshDataParallel()
-    raise ValueError(f"config.parallel must be one of {STRATEGY_NAMES}, got {name!r}")
+    """The strategy named by ``config.parallel``: "none" | "pmap" | "mesh" (else
+    :class:`~glif_jax.errors.OptionError` naming ``parallel``)."""
+    strategies = {"none": SingleDevice, "pmap": PmapDataParallel, "mesh": MeshDataParallel}
+    return strategies[check_choice("parallel", name, STRATEGY_NAMES)]()
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:

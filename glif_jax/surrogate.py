@@ -16,6 +16,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from glif_jax.errors import OptionError, check_number
+
 Derivative = Callable[[jax.Array, float], jax.Array]
 
 
@@ -77,12 +79,10 @@ def get(surrogate: str | Surrogate = "rectangular", width: float | None = None) 
     if isinstance(surrogate, Surrogate):
         return surrogate if width is None else dataclasses.replace(surrogate, width=float(width))
     if surrogate not in _REGISTRY:
-        raise ValueError(f"surrogate: unknown name {surrogate!r}; expected one of {sorted(_REGISTRY)}")
+        raise OptionError("surrogate", f"unknown name {surrogate!r}; expected one of {sorted(_REGISTRY)}")
     derivative, default_width = _REGISTRY[surrogate]
-    width = default_width if width is None else float(width)
-    if not width > 0:
-        raise ValueError(f"surrogate_width: expected a positive number, got {width}")
-    return Surrogate(surrogate, derivative, width)
+    width = default_width if width is None else check_number("surrogate_width", width, minimum=0.0, inclusive=False)
+    return Surrogate(surrogate, derivative, float(width))
 
 
 def _heaviside_forward(x: jax.Array, surrogate: Surrogate) -> jax.Array:

@@ -187,7 +187,7 @@ def test_npz_config_takes_its_files_from_the_command_line():
     assert config.dataset.normalization == "cifar10"
     assert config.dataset.train_path is None and config.dataset.eval_path is None
     assert config.optim.base_lr == pytest.approx(0.1)
-    with pytest.raises(ConfigError, match=r"config.dataset.train_path is required for the 'npz' dataset"):
+    with pytest.raises(ConfigError, match=r"config.dataset.train_path: required for the 'npz' dataset"):
         validate_config(config, device_count=1, process_count=1)
     moved = load("cifar10_npz_resnet18_t4", "--config.dataset.train_path=/data/train.npz",
                  "--config.dataset.eval_path=/data/test.npz")

@@ -125,5 +125,5 @@ def test_cifar_train_preprocessing_is_reproducible_from_the_seed():
 
 
 def test_unknown_normalisation_name_is_rejected():
-    with pytest.raises(ValueError, match="normalization must be one of"):
+    with pytest.raises(ValueError, match="^normalization: expected one of"):
         normalize_uint8(np.zeros((1, 2, 2, 3), np.uint8), "mnist")

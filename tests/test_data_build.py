@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from glif_jax import data
+from glif_jax.errors import OptionError
 
 
 def digits_config(**overrides):
@@ -29,12 +30,12 @@ def test_unknown_dataset_name_lists_the_known_names():
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (dict(split="test"), "split must be one of"),
-        (dict(batch_size=0), "batch_size must be an int >= 1"),
-        (dict(batch_size=2.5), "batch_size must be an int >= 1"),
-        (dict(seed=-1), "seed must be an int >= 0"),
-        (dict(shard_index=2, shard_count=2), r"shard_index must be an int in \[0, shard_count=2\)"),
-        (dict(shard_count=0), "shard_count must be an int >= 1"),
+        (dict(split="test"), r"^split: expected one of \('train', 'eval'\), got 'test'"),
+        (dict(batch_size=0), "^batch_size: expected an integer >= 1, got 0"),
+        (dict(batch_size=2.5), "^batch_size: expected an integer >= 1, got 2.5"),
+        (dict(seed=-1), "^seed: expected an integer >= 0, got -1"),
+        (dict(shard_index=2, shard_count=2), r"^shard_index: expected an integer in \[0, shard_count=2\), got 2"),
+        (dict(shard_count=0), "^shard_count: expected an integer >= 1, got 0"),
     ],
 )
 def test_bad_arguments_are_named_in_early_errors(arguments, message):
@@ -45,12 +46,51 @@ def test_bad_arguments_are_named_in_early_errors(arguments, message):
 
 
 def test_config_must_name_a_dataset():
-    with pytest.raises(ValueError, match="dataset_config.name is required"):
+    with pytest.raises(ValueError, match="name: required: one of digits, cifar10"):
         data.build({}, split="train", batch_size=2, seed=0, train=True)
     with pytest.raises(TypeError, match="dataset_config must be a ConfigDict"):
         data.build("digits", split="train", batch_size=2, seed=0, train=True)
-    with pytest.raises(ValueError, match="prefetch must be an int >= 0"):
+    with pytest.raises(ValueError, match="prefetch: expected an integer >= 0"):
         data.build(digits_config(prefetch=-1), split="train", batch_size=2, seed=0, train=True)
+
+
+@pytest.mark.parametrize(
+    "overrides, option, problem",
+    [
+        (dict(name="npz"), "normalization", "required for the 'npz' dataset: one of ('cifar10', 'cifar100', "
+                                            "'imagenet', 'digits') (the mean and std its images are normalised with)"),
+        (dict(normalization="mnist"), "normalization", "expected one of ('cifar10', 'cifar100', 'imagenet', "
+                                                       "'digits'), got 'mnist'"),
+        (dict(augment="yes"), "augment", "expected True or False, got 'yes'"),
+        (dict(data_dir=3), "data_dir", "expected a path or None, got 3"),
+        (dict(prefetch=1.5), "prefetch", "expected an integer >= 0, got 1.5"),
+    ],
+)
+def test_dataset_options_name_the_bad_field(overrides, option, problem):
+    with pytest.raises(OptionError) as error:
+        data.DatasetOptions.from_config({**digits_config().to_dict(), **overrides})   # a plain mapping
+    assert (error.value.option, error.value.problem) == (option, problem)
+
+
+def test_dataset_options_reject_unknown_fields_and_pass_through():
+    with pytest.raises(OptionError, match="^data_path: not an option of a dataset; its options: name, data_dir"):
+        data.DatasetOptions.from_config({"name": "digits", "data_path": "/data"})
+    options = data.DatasetOptions.from_config(digits_config(prefetch=0))
+    assert options == data.DatasetOptions(name="digits", prefetch=0)
+    assert data.DatasetOptions.from_config(options) is options
+    batches, info = data.build(options, split="eval", batch_size=100, seed=0, train=False)
+    assert info.name == "digits" and len(batches) == 4
+
+
+def test_an_npz_split_needs_its_file_and_only_its_own():
+    """The "npz" dataset reads the file of the split it builds; both are checked before reading."""
+    options = data.DatasetOptions(name="npz", normalization="cifar10", eval_path="/data/test.npz")
+    options.check_split("eval")
+    with pytest.raises(OptionError, match="^train_path: required for the 'npz' dataset: the train split's .npz file"):
+        options.check_split("train")
+    with pytest.raises(OptionError, match="^train_path: required"):
+        data.build(options, split="train", batch_size=2, seed=0, train=True)
+    data.DatasetOptions(name="digits").check_split("train")   # other datasets need no file
 
 
 def test_default_drop_remainder_drops_when_training_and_pads_when_evaluating():

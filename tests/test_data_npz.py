@@ -70,10 +70,10 @@ def test_train_stream_is_augmented_only_when_asked(tmp_path):
 def test_missing_file_and_missing_settings_are_clear_errors(tmp_path):
     with pytest.raises(data.DatasetNotFoundError, match="train.npz"):
         data.build(config(tmp_path), split="train", batch_size=2, seed=0, train=True)
-    with pytest.raises(ValueError, match="dataset_config.eval_path is required"):
+    with pytest.raises(ValueError, match="^eval_path: required for the 'npz' dataset"):
         data.build(config(tmp_path, eval_path=None), split="eval", batch_size=2, seed=0, train=False)
     write_npz(tmp_path / "eval.npz", 3)
-    with pytest.raises(ValueError, match="dataset_config.normalization is required"):
+    with pytest.raises(ValueError, match="^normalization: required for the 'npz' dataset"):
         data.build(config(tmp_path, normalization=None), split="eval", batch_size=2, seed=0, train=False)
 
 

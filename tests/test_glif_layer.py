@@ -67,7 +67,7 @@ def test_explicit_initial_values():
         np.testing.assert_allclose(sigmoid(np.asarray(params[name], np.float64)), value, rtol=1e-5)
     with pytest.raises(ValueError, match=r"missing \['cond'\]"):
         init(GLIF(neuron_init={k: v for k, v in values.items() if k != "cond"}))
-    with pytest.raises(ValueError, match=r"neuron_init\['v_th'\]"):
+    with pytest.raises(ValueError, match=r"neuron_init.v_th: values live in \(0, 1\)"):
         init(GLIF(neuron_init=dict(values, v_th=1.0)))
     with pytest.raises(ValueError, match="unknown preset"):
         init(GLIF(neuron_init="mnist"))

@@ -4,6 +4,8 @@ Shapes are taken with ``jax.eval_shape`` (the whole forward pass is traced, noth
 compiled), so every registered model is checked in train and eval mode within seconds.
 """
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,8 @@ import numpy as np
 import pytest
 
 from glif_jax.layers import RESIDUAL_BRANCH_SCALE, TDBN_THRESHOLD, TdBatchNorm
-from glif_jax.models import from_config, get_model, get_spec, list_models
+from glif_jax.errors import OptionError
+from glif_jax.models import ModelOptions, from_config, get_model, get_spec, list_models
 from glif_jax.neuron import NeuronConfig
 
 PAPER_MODELS = ("resnet18", "resnet19", "cifarnet", "resnet34", "ms_resnet18", "ms_resnet34", "wide7b")
@@ -198,11 +201,11 @@ def test_unknown_model_option_and_arguments_are_clear_errors():
         get_model("resnet50", num_classes=10, time_steps=4)
     with pytest.raises(ValueError, match="'resnet18' has no option.*width_change"):
         get_model("resnet18", num_classes=10, time_steps=4, width_change="1x1")
-    with pytest.raises(ValueError, match="width_change must be '3x3' or '1x1'"):
+    with pytest.raises(ValueError, match=r"width_change: expected one of \('3x3', '1x1'\), got '5x5'"):
         get_model("wide7b", num_classes=10, time_steps=4, width_change="5x5")
-    with pytest.raises(ValueError, match="time_steps must be a positive integer"):
+    with pytest.raises(ValueError, match="time_steps: expected an integer >= 1, got 0"):
         get_model("resnet18", num_classes=10, time_steps=0)
-    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+    with pytest.raises(ValueError, match="num_classes: expected an integer >= 1, got 0"):
         get_model("resnet18", num_classes=0, time_steps=4)
 
 
@@ -219,6 +222,50 @@ def test_from_config_builds_the_configured_model():
     assert model.neuron == NeuronConfig(gates="hard")
     assert model.dtype == jnp.bfloat16 and model.bn_axis_name == "batch"
     assert model.spec == get_spec("wide7b", width_change="1x1", connection="IAND")
+
+
+def wide7b_model_config(**overrides):
+    values = {
+        "name": "wide7b", "time_steps": 3, "channel_wise": False, "init": "dvs", "remat": False,
+        "neuron": {"kind": "glif", "gates": "hard", "static_gates": False, "static_primitives": False,
+                   "surrogate": "rectangular", "surrogate_width": None},
+        "kwargs": {"width_change": "1x1", "connection": "IAND"},
+    }
+    values.update(overrides)
+    return ml_collections.ConfigDict(values)
+
+
+def test_model_options_hold_the_config_checked_and_build_what_from_config_builds():
+    options = ModelOptions.from_config(wide7b_model_config())
+    assert options.spec == get_spec("wide7b", width_change="1x1", connection="IAND")
+    assert (options.time_steps, options.channel_wise, options.neuron_init, options.remat) == (3, False, "dvs", False)
+    assert options.build(11) == from_config(wide7b_model_config(), 11)
+    built = options.build(5, dtype=jnp.bfloat16, bn_axis_name="batch")
+    assert built.spec is options.spec and (built.num_classes, built.dtype, built.bn_axis_name) == (
+        5, jnp.bfloat16, "batch")
+    with pytest.raises(OptionError, match="^num_classes: expected an integer >= 1, got 0"):
+        options.build(0)
+
+
+@pytest.mark.parametrize("overrides, key, problem", [
+    ({"name": "resnet50"}, "name", "unknown model 'resnet50'"),
+    ({"time_steps": 0}, "time_steps", "expected an integer >= 1, got 0"),
+    ({"channel_wise": "no"}, "channel_wise", "expected True or False"),
+    ({"init": "mnist"}, "init", "unknown preset 'mnist'"),
+    ({"init": {"tau": 0.3, "lam": 0.05, "v_th": 1.5, "v_re": 0.45, "cond": 0.6}}, "init.v_th",
+     r"values live in \(0, 1\)"),
+    ({"neuron": {"kind": "izhikevich"}}, "neuron.kind", "expected one of"),
+    ({"neuron": {"kindd": "lif"}}, "neuron", "unexpected keyword argument 'kindd'"),
+    ({"kwargs": {"width_change": "5x5"}}, "kwargs.width_change", r"expected one of \('3x3', '1x1'\), got '5x5'"),
+    ({"kwargs": {"connection": "XOR"}}, "kwargs.connection", r"expected one of \('ADD', 'AND', 'IAND'\)"),
+    ({"kwargs": {"width_multiplier": -1.0}}, "kwargs.width_multiplier", "expected a finite number > 0"),
+    ({"kwargs": {"depth": 3}}, "kwargs.depth", r"model 'wide7b' has no option\(s\) \['depth'\]"),
+])
+def test_model_options_name_the_config_key_of_a_bad_value(overrides, key, problem):
+    with pytest.raises(OptionError) as error:
+        ModelOptions.from_config(wide7b_model_config(**overrides))
+    assert error.value.option == key
+    assert re.search(problem, error.value.problem), error.value.problem
 
 
 def test_explicit_neuron_initial_values_reach_every_glif_layer():
@@ -271,7 +318,7 @@ def test_width_multiplier_scales_every_conv_and_hidden_head_width():
 
 @pytest.mark.parametrize("multiplier", [0, -0.5, float("nan"), float("inf"), "0.25", True])
 def test_bad_width_multiplier_is_a_clear_error(multiplier):
-    with pytest.raises(ValueError, match="width_multiplier must be a finite number > 0"):
+    with pytest.raises(ValueError, match="width_multiplier: expected a finite number > 0"):
         get_model("resnet18", num_classes=10, time_steps=2, width_multiplier=multiplier)
 
 

@@ -12,6 +12,7 @@ from flax.core import freeze
 
 from glif_jax import models, neuron, optim
 from glif_jax.analysis import network_order
+from glif_jax.errors import OptionError
 from glif_jax.layers import GLIF
 
 # Leaf names of GLIF parameters, from the GLIF paper's neuron equations (written here independently).
@@ -365,3 +366,66 @@ def test_matches_numpy_torch_sgd_with_changing_lr(per, nesterov):
         for k in flat:
             np.testing.assert_allclose(params[k], expected[k], rtol=1e-5, atol=1e-6,
                                        err_msg=f"{k} at step {step}")
+
+
+def test_optimizer_options_read_config_optim_once_and_name_bad_fields():
+    options = optim.OptimizerOptions.from_config(optim_config())
+    assert options == optim.OptimizerOptions(base_lr=0.1, momentum=0.9, weight_decay=5e-5, gate_lr_scale=0.1)
+    assert optim.OptimizerOptions.from_config(options) is options
+    with pytest.raises(ValueError, match="^momentun: not an option of the optimiser; its options: base_lr, momentum"):
+        optim.OptimizerOptions.from_config({"base_lr": 0.1, "momentun": 0.9})
+    with pytest.raises(ValueError, match="^base_lr: required: the weights' learning rate"):
+        optim.OptimizerOptions.from_config({"momentum": 0.9})
+    for field, value, problem in [("momentum", 1.0, r"expected a number in \[0, 1\), got 1.0"),
+                                  ("weight_decay", -1e-4, "expected a number >= 0"),
+                                  ("primitive_lr_scale", "1", "expected a number >= 0, got '1'"),
+                                  ("cosine_period_epochs", 0, "expected a number > 0, got 0"),
+                                  ("nesterov", 1, "expected True or False"),
+                                  ("step_schedule_per", "month", r"expected one of \('epoch', 'step'\)")]:
+        with pytest.raises(OptionError, match=f"^{field}: {problem}") as error:
+            optim.OptimizerOptions.from_config(optim_config(**{field: value}))
+        assert error.value.option == field
+
+
+def test_options_and_config_make_the_same_optimizer():
+    """make_optimizer / learning_rates take the checked options or config.optim alike."""
+    config = optim_config(step_schedule_per="step", cosine_period_epochs=3)
+    options = optim.OptimizerOptions.from_config(config)
+    for source in (config, options):
+        rates = optim.learning_rates(source, num_epochs=4, steps_per_epoch=2)
+        assert [float(rates["gates"](step)) for step in (0, 3)] == pytest.approx(
+            [0.01, 0.01 * 0.5 * (1 + math.cos(math.pi * 1.5 / 3))])
+    params = toy_params()
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates = []
+    for source in (config, options):
+        optimizer = optim.make_optimizer(source, num_epochs=4, steps_per_epoch=2)
+        updates.append(optimizer.update(grads, optimizer.init(params), params)[0])
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), *updates))
+
+
+def test_the_schedule_and_sgd_functions_check_their_own_arguments():
+    """Called directly (not through OptimizerOptions) they name their own arguments."""
+    for kwargs, message in [(dict(peak_lr=-1.0), "^peak_lr: expected a number >= 0"),
+                            (dict(period_epochs=0.0), "^period_epochs: expected a number > 0"),
+                            (dict(steps_per_epoch=0), "^steps_per_epoch: expected an integer >= 1"),
+                            (dict(steps_per_epoch=2.5), "^steps_per_epoch: expected an integer >= 1"),
+                            (dict(per="month"), "^per: expected one of")]:
+        call = dict(peak_lr=0.1, period_epochs=4, steps_per_epoch=2, per="epoch")
+        call.update(kwargs)
+        peak_lr = call.pop("peak_lr")
+        with pytest.raises(OptionError, match=message):
+            optim.cosine_annealing(peak_lr, **call)
+    with pytest.raises(OptionError, match=r"^momentum: expected a number in \[0, 1\), got 1.5"):
+        optim.torch_sgd(0.1, momentum=1.5)
+
+
+def test_whole_float_sizes_and_attribute_objects_are_accepted():
+    """num_epochs=4.0 is four epochs; any object with the fields as attributes is an optim config."""
+    import types
+
+    options = types.SimpleNamespace(**optim_config().to_dict())
+    by_float = optim.learning_rates(options, num_epochs=4.0, steps_per_epoch=2.0)
+    by_int = optim.learning_rates(optim_config(), num_epochs=4, steps_per_epoch=2)
+    assert [float(by_float["weights"](step)) for step in range(8)] == [
+        float(by_int["weights"](step)) for step in range(8)]

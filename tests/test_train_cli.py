@@ -30,29 +30,76 @@ def glif_train(*args, capsys):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"model.time_steps": 0}, "config.model.time_steps must be an integer >= 1, got 0"),
-        ({"model.name": "resnet_9000"}, "config.model.name must be one of"),
-        ({"dataset.name": "mnist"}, "config.dataset.name must be one of"),
-        ({"parallel": "horovod"}, "config.parallel must be one of ('none', 'pmap', 'mesh')"),
-        ({"num_epochs": 0}, "config.num_epochs must be an integer >= 1"),
-        ({"steps_per_epoch": 0}, "config.steps_per_epoch must be an integer >= 1 or None"),
-        ({"batch_size": -8}, "config.batch_size must be an integer >= 1"),
-        ({"half_precision": None}, "config.half_precision must be True or False, got None"),
-        ({"checkpoint.keep": 0}, "config.checkpoint.keep must be an integer >= 1"),
-        ({"model.neuron.gates": "fuzzy"}, "config.model.neuron.gates must be one of ('soft', 'hard')"),
-        ({"model.neuron.kind": "izhikevich"}, "config.model.neuron.kind must be one of"),
+        ({"model.time_steps": 0}, "config.model.time_steps: expected an integer >= 1, got 0"),
+        ({"model.name": "resnet_9000"}, "config.model.name: unknown model 'resnet_9000'; registered models: resnet18"),
+        ({"model.init": "mnist"}, "config.model.init: unknown preset 'mnist'"),
+        ({"model.init": {"tau": 0.5}}, "config.model.init: expected values for ('tau', 'lam', 'v_th', 'v_re', 'cond')"),
+        ({"model.init": dict(tau=0.25, lam=0.0625, v_th=0.5, v_re=0.5, cond=1.0)},
+         "config.model.init.cond: values live in (0, 1)"),
+        ({"model.remat": 1}, "config.model.remat: expected True or False, got 1"),
+        ({"dataset.name": "mnist"}, "config.dataset.name: unknown dataset 'mnist'; known names: digits"),
+        ({"dataset.prefetch": -1}, "config.dataset.prefetch: expected an integer >= 0, got -1"),
+        ({"dataset.normalization": "mnist"}, "config.dataset.normalization: expected one of"),
+        ({"parallel": "horovod"}, "config.parallel: expected one of ('none', 'pmap', 'mesh'), got 'horovod'"),
+        ({"num_epochs": 0}, "config.num_epochs: expected an integer >= 1, got 0"),
+        ({"steps_per_epoch": 0}, "config.steps_per_epoch: expected an integer >= 1 or None"),
+        ({"batch_size": -8}, "config.batch_size: expected an integer >= 1"),
+        ({"half_precision": None}, "config.half_precision: expected True or False, got None"),
+        ({"checkpoint.keep": 0}, "config.checkpoint.keep: expected an integer >= 1"),
+        ({"nonfinite.action": "ignore"}, "config.nonfinite.action: expected one of ('stop', 'skip'), got 'ignore'"),
+        ({"model.neuron.gates": "fuzzy"}, "config.model.neuron.gates: expected one of ('soft', 'hard'), got 'fuzzy'"),
+        ({"model.neuron.kind": "izhikevich"}, "config.model.neuron.kind: expected one of ('glif', 'glif_f', 'lif')"),
+        ({"model.neuron.surrogate": "step"}, "config.model.neuron.surrogate: unknown name 'step'"),
+        ({"model.neuron.surrogate_width": -1.0}, "config.model.neuron.surrogate_width: expected a number > 0, got -1.0"),
+        ({"model.neuron.static_gates": "yes"}, "config.model.neuron.static_gates: expected True or False, got 'yes'"),
         ({"model.kwargs": {"no_such_option": 1}},
-         "config.model.kwargs is invalid: model 'tiny_convnet' has no option(s) ['no_such_option']"),
+         "config.model.kwargs.no_such_option: model 'tiny_convnet' has no option(s) ['no_such_option']"),
         ({"model.kwargs": {"width_multiplier": 0.0}},
-         "config.model.kwargs is invalid: width_multiplier must be a finite number > 0, got 0.0"),
-        ({"optim.momentum": 1.0}, "config.optim.momentum must be in [0, 1)"),
-        ({"optim.step_schedule_per": "month"}, "config.optim.step_schedule_per must be one of"),
+         "config.model.kwargs.width_multiplier: expected a finite number > 0, got 0.0"),
+        ({"optim.momentum": 1.0}, "config.optim.momentum: expected a number in [0, 1), got 1.0"),
+        ({"optim.base_lr": -0.1}, "config.optim.base_lr: expected a number >= 0, got -0.1"),
+        ({"optim.cosine_period_epochs": 0}, "config.optim.cosine_period_epochs: expected a number > 0, got 0"),
+        ({"optim.nesterov": True, "optim.momentum": 0.0}, "config.optim.nesterov: nesterov=True needs momentum > 0"),
+        ({"optim.step_schedule_per": "month"}, "config.optim.step_schedule_per: expected one of ('epoch', 'step')"),
     ],
 )
 def test_invalid_values_are_rejected_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as error:
         validate_config(small_config(**overrides))
     assert message in str(error.value)
+
+
+def test_a_section_that_is_not_a_section_or_lacks_a_key_is_a_config_error():
+    for key in ("dataset", "model", "optim"):
+        config = small_config()
+        with config.unlocked():
+            del config[key]
+            config[key] = 3
+        with pytest.raises(ConfigError, match=f"^config.{key}: expected a section of keys"):
+            validate_config(config)
+    config = small_config()
+    with config.unlocked():
+        del config.model["name"]
+    with pytest.raises(ConfigError, match="^config.model.name: unknown model None"):
+        validate_config(config)
+    with config.unlocked():
+        del config["seed"]
+    with pytest.raises(ConfigError, match="^config.seed is missing"):
+        validate_config(config)
+
+
+def test_validation_returns_what_the_floors_read_and_the_strategy():
+    options = validate_config(small_config(**{"optim.base_lr": 0.5, "model.time_steps": 3, "dataset.prefetch": 1}),
+                              device_count=1)
+    assert (options.optimizer.base_lr, options.model.time_steps, options.dataset.prefetch) == (0.5, 3, 1)
+    assert options.model.spec.name == "tiny_convnet" and options.strategy.name == "none"
+
+
+def test_an_npz_run_needs_both_files():
+    config = small_config(**{"dataset.name": "npz", "dataset.normalization": "cifar10",
+                             "dataset.train_path": "/data/train.npz"})
+    with pytest.raises(ConfigError, match=r"^config.dataset.eval_path: required for the 'npz' dataset"):
+        validate_config(config)
 
 
 def test_batch_sizes_must_divide_over_the_devices():
@@ -97,10 +144,10 @@ def test_help_explains_the_flags_and_lists_the_config(capsys):
          "unknown config key --config.model.neuron.gate: config.model.neuron has no field 'gate' (did you mean "
          "gates"),
         (["--config.num_epochs=abc"], "--config.num_epochs=abc"),
-        (["--config.model.time_steps=0"], "config.model.time_steps must be an integer >= 1, got 0"),
-        (["--config.model.name=resnet_9000"], "config.model.name must be one of"),
-        (["--config.dataset.name=mnist"], "config.dataset.name must be one of"),
-        (["--config.batch_size=0"], "config.batch_size must be an integer >= 1"),
+        (["--config.model.time_steps=0"], "config.model.time_steps: expected an integer >= 1, got 0"),
+        (["--config.model.name=resnet_9000"], "config.model.name: unknown model 'resnet_9000'"),
+        (["--config.dataset.name=mnist"], "config.dataset.name: unknown dataset 'mnist'"),
+        (["--config.batch_size=0"], "config.batch_size: expected an integer >= 1, got 0"),
         (["unexpected"], "unexpected arguments: unexpected"),
     ],
 )

@@ -7,6 +7,7 @@ data, `build_experiment` on the real default data (scikit-learn's digits).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -21,6 +22,7 @@ from glif_jax.data.normalization import normalize
 from glif_jax.train.experiment import build_experiment
 from glif_jax.train.state import TrainState
 from glif_jax.train.train import evaluate_checkpoint, initial_state, train_and_evaluate
+from glif_jax.train.validation import validate_config
 from tests.data_reference import assert_batches_equal, reference_batches
 from tests.train_standins import Interrupted, assert_bit_identical, make_experiment, records, small_config
 
@@ -164,11 +166,29 @@ def test_epoch_e_of_a_real_run_keeps_the_reference_order():
     """build_experiment's epoch e: the digits batches training runs have always used, also
     when config.steps_per_epoch reaches past one pass (1437 // 64 = 22 batches)."""
     config = digits_config(seed=3, steps_per_epoch=25)
-    experiment = build_experiment(config)
+    experiment = build_experiment(config, validate_config(config))
     images, labels = digits.load_split("train")
     for epoch in (2, 0):
         expected = reference_batches(images, labels, 64, 3, epoch, 25, lambda raw, rng: normalize(raw, "digits"))
         assert_batches_equal(itertools.islice(experiment.train_batches(epoch), 25), expected)
+
+
+def test_the_config_is_read_once_and_its_objects_are_passed_down(monkeypatch):
+    """validate_config reads each section once; build_experiment builds from what it returned
+    (the model's description is made once, and the model holds that very object)."""
+    from glif_jax.models import registry
+
+    specs_made = []
+    get_spec = registry.get_spec
+    monkeypatch.setattr(registry, "get_spec", lambda *args, **kwargs: specs_made.append(args) or get_spec(*args, **kwargs))
+    config = digits_config(steps_per_epoch=2)
+    options = validate_config(config)
+    experiment = build_experiment(config, options)
+    assert specs_made == [("tiny_convnet",)]
+    assert experiment.model.spec is options.model.spec
+    assert (experiment.model.time_steps, experiment.model.neuron) == (2, options.model.neuron)
+    longer = dataclasses.replace(options, model=dataclasses.replace(options.model, time_steps=3))
+    assert build_experiment(config, longer).model.time_steps == 3   # the options decide, not the config again
 
 
 def test_a_run_builds_each_split_once(tmp_path, monkeypatch):

@@ -251,6 +251,7 @@ def test_a_narrow_glif_resnet_killed_mid_epoch_resumes_bit_exactly(tmp_path, com
 
     from glif_jax.configs import base
     from glif_jax.train.experiment import build_experiment
+    from glif_jax.train.validation import validate_config
 
     rng = np.random.default_rng(0)
     for split, size in (("train", 24), ("eval", 8)):
@@ -262,7 +263,7 @@ def test_a_narrow_glif_resnet_killed_mid_epoch_resumes_bit_exactly(tmp_path, com
         config.update(dict(batch_size=4, eval_batch_size=8, steps_per_epoch=3, log_every_steps=1))
         config.checkpoint.every_steps = 2
         config.dataset.prefetch = 0
-    experiment = build_experiment(config)
+    experiment = build_experiment(config, validate_config(config))
 
     def killed_at(batch_index):
         served = [0]

@@ -137,6 +137,8 @@ def small_config(**overrides) -> ml_collections.ConfigDict:
         *parents, leaf = key.split(".")
         for parent in parents:
             target = target[parent]
+        if leaf in target and value is not None and not isinstance(value, type(target[leaf])):
+            del target[leaf]   # e.g. explicit GLIF initial values where the schema has a preset name
         target[leaf] = value
     config.lock()
     return config

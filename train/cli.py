@@ -252,15 +252,14 @@ def _eval(argv: list[str]) -> None:
 # ---- the authors' checkpoints ----------------------------------------------------------
 def _imported_run(config: Any, checkpoint: str, workdir: Path) -> tuple[Any, Any]:
     """Writes ``checkpoint`` as a glif-jax run in ``workdir``; returns (config, experiment)."""
-    from glif_jax import parallel
     from glif_jax.train import imported
     from glif_jax.train.experiment import build_experiment
     from glif_jax.train.train import initial_state
     from glif_jax.train.validation import validate_config
 
     config, facts = imported.config_for(config, checkpoint)
-    validate_config(config)
-    experiment = build_experiment(config, bn_axis_name=parallel.make_strategy(config.parallel).bn_axis_name)
+    options = validate_config(config)
+    experiment = build_experiment(config, options)
     imported.check_classes(facts.num_classes, config, experiment, checkpoint)   # before initialising a model
     imported.import_to_workdir(config, experiment, initial_state(config, experiment), checkpoint, workdir)
     return config, experiment

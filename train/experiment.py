@@ -2,8 +2,8 @@
 
 ``Experiment`` is the seam between the training loop and the floors below it: the loop
 only sees this dataclass, so tests can hand it small stand-ins, and ``build_experiment``
-makes the real one from ``config`` (models registry, data pipelines, the paper's
-optimizer).
+makes the real one from what ``validate_config(config)`` read (the model's options, the
+dataset's, the optimiser's, the parallel strategy) and the loop's sizes in ``config``.
 
 Each split is built once per run (``glif_jax.data.build``). Data order is a pure function
 of ``(config.seed, epoch)``: epoch ``e`` takes the first ``steps_per_epoch`` batches of the
@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from glif_jax import data, models, optim, parallel
-from glif_jax.train.validation import ConfigError
+from glif_jax import data, optim, parallel
+from glif_jax.train.validation import ConfigError, RunOptions
 
 Batch = dict[str, np.ndarray]
 
@@ -59,18 +59,20 @@ def compute_dtype(config: Any) -> Any:
     return jnp.bfloat16 if config.half_precision else jnp.float32
 
 
-def build_experiment(config: Any, *, bn_axis_name: str | None = None) -> Experiment:
-    """The real experiment of ``config``; ``bn_axis_name`` comes from the parallel strategy."""
+def build_experiment(config: Any, options: RunOptions) -> Experiment:
+    """The real experiment of ``config``, built from what ``validate_config(config)`` returned:
+    data, model (its BN statistics averaged over the strategy's ``bn_axis_name``) and optimizer
+    from the checked sections, the loop's sizes from ``config``."""
     per_process_batch = parallel.per_process_batch_size(config.batch_size)
     per_process_eval_batch = parallel.per_process_batch_size(config.eval_batch_size)
     shards = dict(shard_index=jax.process_index(), shard_count=jax.process_count())
 
     train_stream, train_info = data.build(
-        config.dataset, split="train", batch_size=per_process_batch, seed=config.seed,
+        options.dataset, split="train", batch_size=per_process_batch, seed=config.seed,
         train=True, drop_remainder=True, **shards,
     )
     eval_pass, _ = data.build(  # re-iterable: one pass per iteration
-        config.dataset, split="eval", batch_size=per_process_eval_batch, seed=config.seed,
+        options.dataset, split="eval", batch_size=per_process_eval_batch, seed=config.seed,
         train=False, drop_remainder=False, **shards,
     )
     steps_per_epoch = config.steps_per_epoch or train_info.num_examples // config.batch_size
@@ -80,12 +82,10 @@ def build_experiment(config: Any, *, bn_axis_name: str | None = None) -> Experim
             f"{train_info.num_examples} training examples of {train_info.name!r}"
         )
     optim_args = dict(num_epochs=config.num_epochs, steps_per_epoch=steps_per_epoch)
-    schedules = optim.learning_rates(config.optim, **optim_args)
+    schedules = optim.learning_rates(options.optimizer, **optim_args)
     return Experiment(
-        model=models.from_config(
-            config.model, train_info.num_classes, dtype=compute_dtype(config), bn_axis_name=bn_axis_name
-        ),
-        optimizer=optim.make_optimizer(config.optim, **optim_args),
+        model=options.model.build(train_info.num_classes, dtype=compute_dtype(config), bn_axis_name=options.strategy.bn_axis_name),
+        optimizer=optim.make_optimizer(options.optimizer, **optim_args),
         num_classes=train_info.num_classes,
         input_shape=tuple(train_info.input_shape),
         steps_per_epoch=steps_per_epoch,

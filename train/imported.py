@@ -23,7 +23,6 @@ import numpy as np
 
 from glif_jax.checkpoint import Checkpointer
 from glif_jax.gated_lif import GatedLIFCheckpoint, GatedLIFFormatError, describe_gated_lif, from_gated_lif
-from glif_jax.neuron import NeuronConfig
 from glif_jax.train.experiment import Experiment
 from glif_jax.train.state import TrainState
 from glif_jax.workdir import CHECKPOINTS_DIR, save_config
@@ -67,9 +66,8 @@ def check_classes(classes: int, config: Any, experiment: Experiment, path: str |
 def imported_variables(config: Any, experiment: Experiment, path: str | Path) -> dict[str, Any]:
     """The checkpoint's ``{"params", "batch_stats"}`` for ``experiment.model`` (built from
     :func:`config_for`'s config); refuses a class count other than the dataset's."""
-    neuron = NeuronConfig(**config.model.neuron.to_dict())
-    model, variables = from_gated_lif(path, model=config.model.name, time_steps=config.model.time_steps,
-                                      neuron=neuron)
+    model, variables = from_gated_lif(path, model=config.model.name, time_steps=experiment.model.time_steps,
+                                      neuron=experiment.model.neuron)
     check_classes(model.num_classes, config, experiment, path)
     return variables
 

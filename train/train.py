@@ -129,10 +129,10 @@ def train_and_evaluate(
     when ``resume`` is "yes" and no intact checkpoint exists, ``TrainingDiverged`` and
     ``RunInterrupted`` as described in the module docstring.
     """
-    validate_config(config)
+    options = validate_config(config)
     mode = _resume_mode(resume)
     workdir = Path(workdir)
-    strategy = parallel.make_strategy(config.parallel)
+    strategy = options.strategy
     with contextlib.ExitStack() as stack:
         # entered first, left last: a signal during the final save only lets it finish
         signals = stop_signals if stop_signals is not None else stack.enter_context(StopSignals())
@@ -140,7 +140,7 @@ def train_and_evaluate(
         changes = _check_resume(config, workdir, checkpointer, mode, allow_config_change)
         resuming = changes is not None
         if experiment is None:
-            experiment = build_experiment(config, bn_axis_name=strategy.bn_axis_name)
+            experiment = build_experiment(config, options)
         host_state, meta = initial_state(config, experiment), {}
         if resuming:
             host_state, meta = checkpointer.restore(host_state)
@@ -415,11 +415,11 @@ def evaluate_checkpoint(
     Returns ``{"step", "eval_loss", "eval_top1", "eval_top5", "eval_count"}``. Raises
     ``CheckpointError`` when there is no such checkpoint or it does not fit the config.
     """
-    validate_config(config)
+    options = validate_config(config)
     workdir = Path(workdir)
-    strategy = parallel.make_strategy(config.parallel)
+    strategy = options.strategy
     if experiment is None:
-        experiment = build_experiment(config, bn_axis_name=strategy.bn_axis_name)
+        experiment = build_experiment(config, options)
     checkpointer = open_checkpointer(config, workdir, read_only=True)
     try:
         host_state, _ = checkpointer.restore(initial_state(config, experiment), which=which, step=step)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from glif_jax.analysis import run_model
 from glif_jax.analysis.extraction import NeuronLayer, neuron_layers
@@ -34,6 +34,7 @@ from glif_jax.analysis.runs import LoadedCheckpoint, Run, load_checkpoint, open_
 from glif_jax.analysis.spikes import firing_rates
 from glif_jax.analysis.tables import rates_table, summary_table, values_table, write_table
 from glif_jax.extras import require
+from glif_jax.models import ModelOptions
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +88,14 @@ def write_report(path: str | Path, out: str | Path, options: ReportOptions = Rep
             images, num_classes = run_model.eval_batch(config, options.batch_size, options.data_dir)
         except (OSError, ImportError, ValueError) as error:
             data_problem = f"{type(error).__name__}: {error}"
-    order = _network_order(config, num_classes, images)
+    model = run_model.model_options(config) if config is not None else None
+    order = _network_order(model, num_classes, images)
     layers = neuron_layers(checkpoint.params, order)
     initial = None
-    if config is not None:
-        initial = initial_distributions(tuple(layers[0].values), _plain(config.model.get("init", "cifar")),
-                                        int(config.model.time_steps))
+    if model is not None:
+        initial = initial_distributions(tuple(layers[0].values), model.neuron_init, model.time_steps)
     label = _run_label(run, checkpoint)
-    hard_gates = config is not None and config.model.neuron.get("gates", "soft") == "hard"
+    hard_gates = model is not None and model.neuron.gates == "hard"
 
     save(plot_gates(layers, initial=initial, run_label=label, hard_gates=hard_gates), "gates")
     save(plot_primitives(layers, initial=initial, run_label=label), "primitives")
@@ -116,8 +117,7 @@ def write_report(path: str | Path, out: str | Path, options: ReportOptions = Rep
         say("skipped evolution.png: needs two checkpoints (or the run's config.json for the initial values)")
 
     if images is not None:
-        model = run_model.build_model(config, num_classes)
-        rates = firing_rates(model, checkpoint.variables, images)
+        rates = firing_rates(model.build(num_classes), checkpoint.variables, images)
         batch_label = f"{len(images)} {config.dataset.name} evaluation examples (eval mode)"
         save(plot_firing_rates(rates, order, run_label=label, batch_label=batch_label), "firing_rates")
         written.append(write_table(rates_table(rates, order, step=run.selected.step), out / "firing_rates.csv"))
@@ -132,16 +132,12 @@ def write_report(path: str | Path, out: str | Path, options: ReportOptions = Rep
     return written
 
 
-def _plain(value: Any) -> Any:
-    return value.to_dict() if hasattr(value, "to_dict") else value
-
-
-def _network_order(config: Any, num_classes: int | None, images) -> list[str] | None:
-    """The GLIF layers in call order; None (parameter-tree order) without a config."""
-    if config is None:
+def _network_order(model: ModelOptions | None, num_classes: int | None, images) -> list[str] | None:
+    """The GLIF layers in call order; None (parameter-tree order) without the run's model."""
+    if model is None:
         return None
     # The layer structure does not depend on the number of classes (no neuron in the heads).
-    return run_model.model_order(config, num_classes or 10, images)
+    return run_model.model_order(model, num_classes or 10, images)
 
 
 def _history(run: Run, selected: LoadedCheckpoint, order: Sequence[str] | None):

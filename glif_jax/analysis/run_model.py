@@ -20,9 +20,9 @@ from glif_jax.analysis.extraction import network_order
 FALLBACK_IMAGE_SIZE = (32, 32)   # any size fits a globally pooled network: only used to trace it
 
 
-def build_model(config: Any, num_classes: int):
-    """``config.model`` as a Flax module with ``num_classes`` outputs (float32)."""
-    return models.from_config(config.model, num_classes)
+def model_options(config: Any) -> models.ModelOptions:
+    """The run's ``config.model``, read once; ``.build(num_classes)`` makes the float32 module."""
+    return models.ModelOptions.from_config(config.model)
 
 
 def eval_batch(config: Any, batch_size: int, data_dir: str | None = None) -> tuple[np.ndarray, int]:
@@ -47,24 +47,17 @@ def eval_batch(config: Any, batch_size: int, data_dir: str | None = None) -> tup
     return images, int(info.num_classes)
 
 
-def example_input(config: Any, images: np.ndarray | None = None) -> jax.ShapeDtypeStruct:
+def example_input(model: models.ModelOptions, images: np.ndarray | None = None) -> jax.ShapeDtypeStruct:
     """The shape of one input batch: that of ``images``, else what the architecture declares."""
     if images is not None:
         return jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32)
-    spec = models.get_spec(config.model.name, **_kwargs(config))
+    spec = model.spec
     size = tuple(spec.input.size or FALLBACK_IMAGE_SIZE)
     if spec.input.kind == "frames":
-        return jax.ShapeDtypeStruct((1, config.model.time_steps, *size, spec.input.channels), jnp.float32)
+        return jax.ShapeDtypeStruct((1, model.time_steps, *size, spec.input.channels), jnp.float32)
     return jax.ShapeDtypeStruct((1, *size, spec.input.channels), jnp.float32)
 
 
-def model_order(config: Any, num_classes: int, images: np.ndarray | None = None) -> list[str]:
-    """GLIF layer paths of the run's model in network order (abstract trace, no compute)."""
-    return network_order(build_model(config, num_classes), example_input(config, images), train=False)
-
-
-def _kwargs(config: Any) -> dict:
-    kwargs = config.model.get("kwargs", None)
-    if kwargs is None:
-        return {}
-    return kwargs.to_dict() if hasattr(kwargs, "to_dict") else dict(kwargs)
+def model_order(model: models.ModelOptions, num_classes: int, images: np.ndarray | None = None) -> list[str]:
+    """GLIF layer paths of the model in network order (abstract trace, no compute)."""
+    return network_order(model.build(num_classes), example_input(model, images), train=False)

@@ -26,23 +26,13 @@ from glif_jax.data.errors import DatasetNotFoundError
 from glif_jax.data.info import DatasetInfo
 from glif_jax.data.options import BatchRequest, DatasetOptions
 from glif_jax.data.prefetch import Prefetched, prefetch_to_device
-
-# dataset name -> module with `build(options, request) -> (batches, DatasetInfo)`;
-# imported on first use (TensorFlow and tonic are slow to import).
-_BUILDER_MODULES = {
-    "digits": "glif_jax.data.digits",
-    "cifar10": "glif_jax.data.cifar",
-    "cifar100": "glif_jax.data.cifar",
-    "imagenet2012": "glif_jax.data.imagenet",
-    "cifar10_dvs": "glif_jax.data.dvs",
-    "npz": "glif_jax.data.npz",
-}
-DATASET_NAMES = tuple(_BUILDER_MODULES)
+from glif_jax.data.registry import BUILDER_MODULES, DATASET_NAMES
 
 __all__ = [
     "DATASET_NAMES",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "DatasetOptions",
     "Prefetched",
     "build",
     "prefetch_to_device",
@@ -63,7 +53,7 @@ def build(
     """Builds the host input pipeline of one split for this process.
 
     Args:
-      dataset_config: `config.dataset` (ConfigDict or mapping; see DatasetOptions).
+      dataset_config: a DatasetOptions, or `config.dataset` (ConfigDict or mapping) to read as one.
       split: "train" or "eval".
       batch_size: examples per batch on this process.
       seed: seed of shuffling and augmentation; equal on all processes.
@@ -77,10 +67,6 @@ def build(
       len() when train=False), and the DatasetInfo of the split.
     """
     options = DatasetOptions.from_config(dataset_config)
-    if options.name not in _BUILDER_MODULES:
-        raise ValueError(
-            f"unknown dataset name {options.name!r}; known names: {', '.join(DATASET_NAMES)}"
-        )
     request = BatchRequest(
         split=split,
         batch_size=batch_size,
@@ -90,7 +76,7 @@ def build(
         shard_count=shard_count,
         drop_remainder=bool(train) if drop_remainder is None else bool(drop_remainder),
     )
-    module = importlib.import_module(_BUILDER_MODULES[options.name])
+    module = importlib.import_module(BUILDER_MODULES[options.name])
     batches, info = module.build(options, request)
     if options.prefetch > 0:
         batches = Prefetched(batches, options.prefetch)

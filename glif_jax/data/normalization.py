@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from glif_jax.errors import check_choice
+
 # name -> (mean per channel, std per channel), for pixels scaled to [0, 1].
 MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)),
@@ -17,11 +19,7 @@ MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 def mean_std(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns (mean, std) as float32 arrays [C] for a normalisation name."""
-    if name not in MEAN_STD:
-        raise ValueError(
-            f"normalization must be one of {sorted(MEAN_STD)}, got {name!r}"
-        )
-    mean, std = MEAN_STD[name]
+    mean, std = MEAN_STD[check_choice("normalization", name, tuple(MEAN_STD))]
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 

@@ -28,8 +28,7 @@ from glif_jax.data import cifar
 from glif_jax.data.batching import array_batches
 from glif_jax.data.errors import DatasetNotFoundError
 from glif_jax.data.info import DatasetInfo
-from glif_jax.data.normalization import mean_std
-from glif_jax.data.options import BatchRequest, DatasetOptions
+from glif_jax.data.options import SPLIT_FILES, BatchRequest, DatasetOptions
 
 logger = logging.getLogger(__name__)
 
@@ -200,14 +199,9 @@ def build(options: DatasetOptions, request: BatchRequest):
     """(iterable of batches, DatasetInfo) for the "npz" dataset.
 
     DatasetInfo.num_classes is the train file's class count for both splits."""
-    argument = "train_path" if request.split == "train" else "eval_path"
-    path = getattr(options, argument)
-    if not path:
-        raise ValueError(f"dataset_config.{argument} is required for the 'npz' dataset")
-    if options.normalization is None:
-        raise ValueError("dataset_config.normalization is required for the 'npz' dataset")
-    mean_std(options.normalization)  # checks the name early
-    split_file = _read_argument(path, argument)
+    options.check_split(request.split)
+    argument = SPLIT_FILES[request.split]
+    split_file = _read_argument(getattr(options, argument), argument)
     if request.split == "train":
         _log_inferred_class_count(split_file)
         num_classes = split_file.num_classes

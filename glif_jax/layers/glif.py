@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any, Mapping
 
@@ -10,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from glif_jax.errors import OptionError
 from glif_jax.neuron import GATE_NAMES, NeuronConfig, constrained, glif, neuron_scopes
 
 # Primitive values after the sigmoid (the GLIF paper's neuron equations, "Initialisation"). The
@@ -28,17 +30,21 @@ def initial_values(neuron_init: str | Mapping[str, float]) -> dict[str, float]:
     """Primitive values (in (0, 1)) for a preset name (:data:`PRESETS`) or an explicit mapping of all five."""
     if isinstance(neuron_init, str):
         if neuron_init not in PRESETS:
-            raise ValueError(f"neuron_init: unknown preset {neuron_init!r}; expected one of {sorted(PRESETS)} "
-                             "or a mapping")
+            raise OptionError("neuron_init", f"unknown preset {neuron_init!r}; expected one of {sorted(PRESETS)} "
+                              "or a mapping")
         return dict(PRESETS[neuron_init])
+    if hasattr(neuron_init, "to_dict"):   # a ConfigDict
+        neuron_init = neuron_init.to_dict()
+    if not isinstance(neuron_init, Mapping):
+        raise OptionError("neuron_init", f"expected a preset name or a mapping, got {neuron_init!r}")
     missing = [name for name in PRIMITIVE_INIT_NAMES if name not in neuron_init]
     unknown = [name for name in neuron_init if name not in PRIMITIVE_INIT_NAMES]
     if missing or unknown:
-        raise ValueError(f"neuron_init: expected values for {PRIMITIVE_INIT_NAMES}; "
-                         f"missing {missing}, unknown {unknown}")
+        raise OptionError("neuron_init", f"expected values for {PRIMITIVE_INIT_NAMES}; "
+                          f"missing {missing}, unknown {unknown}")
     for name, value in neuron_init.items():
-        if not 0 < value < 1:
-            raise ValueError(f"neuron_init[{name!r}]: values live in (0, 1) (they are sigmoids), got {value}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+            raise OptionError(f"neuron_init.{name}", f"values live in (0, 1) (they are sigmoids), got {value!r}")
     return {name: float(neuron_init[name]) for name in PRIMITIVE_INIT_NAMES}
 
 

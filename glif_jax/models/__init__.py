@@ -3,6 +3,7 @@
 from glif_jax.models.builder import SpikingNetwork
 from glif_jax.models.description import (AvgPool, ConvUnit, Head, InputSpec, NetworkSpec, Stage, scale_widths,
                                          stages)
+from glif_jax.models.options import ModelOptions
 from glif_jax.models.registry import from_config, get_model, get_spec, list_models, model_options
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "ConvUnit",
     "Head",
     "InputSpec",
+    "ModelOptions",
     "NetworkSpec",
     "SpikingNetwork",
     "Stage",

@@ -14,6 +14,8 @@ import math
 import numbers
 from typing import Literal, Union
 
+from glif_jax.errors import OptionError
+
 BLOCK_KINDS = ("basic", "ms", "sew")
 SEW_CONNECTIONS = ("ADD", "AND", "IAND")
 NORMS = ("tdbn", "batchnorm")
@@ -164,7 +166,7 @@ def scale_widths(spec: NetworkSpec, multiplier: float) -> NetworkSpec:
     """
     if (isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real)
             or not math.isfinite(multiplier) or multiplier <= 0):
-        raise ValueError(f"width_multiplier must be a finite number > 0, got {multiplier!r}")
+        raise OptionError("width_multiplier", f"expected a finite number > 0, got {multiplier!r}")
     if multiplier == 1:
         return spec
 

@@ -7,11 +7,12 @@ import warnings
 from typing import Any, Callable, Mapping
 
 import jax.numpy as jnp
-from flax.core import FrozenDict
 
+from glif_jax.errors import OptionError
 from glif_jax.models import specs
 from glif_jax.models.builder import SpikingNetwork
 from glif_jax.models.description import NetworkSpec, scale_widths
+from glif_jax.models.options import ModelOptions
 from glif_jax.neuron import NeuronConfig
 
 ARCHITECTURES: dict[str, Callable[..., NetworkSpec]] = {
@@ -45,8 +46,8 @@ def get_spec(name: str, *, width_multiplier: float = 1.0, **options: Any) -> Net
     make_spec = _architecture(name)
     unknown = sorted(set(options) - set(inspect.signature(make_spec).parameters))
     if unknown:
-        raise ValueError(f"model {name!r} has no option(s) {unknown}; "
-                         f"its options: {', '.join(model_options(name))}")
+        raise OptionError(unknown[0], f"model {name!r} has no option(s) {unknown}; "
+                                      f"its options: {', '.join(model_options(name))}")
     return scale_widths(make_spec(**options), width_multiplier)
 
 
@@ -61,8 +62,8 @@ def model_options(name: str) -> dict[str, Any]:
 
 
 def _architecture(name: str) -> Callable[..., NetworkSpec]:
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(ARCHITECTURES)}")
+    if not isinstance(name, str) or name not in ARCHITECTURES:
+        raise OptionError("name", f"unknown model {name!r}; registered models: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name]
 
 
@@ -81,48 +82,22 @@ def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronCon
     ``remat``: recompute normalisations and neurons in the backward pass instead of keeping
     them (same results, less memory under a memory-aware XLA scheduler; :class:`SpikingNetwork`).
     """
-    for argument, value in (("num_classes", num_classes), ("time_steps", time_steps)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"get_model({name!r}): {argument} must be a positive integer, got {value!r}")
-    if not isinstance(neuron, NeuronConfig):
-        raise TypeError(f"get_model({name!r}): neuron must be a NeuronConfig, got {type(neuron).__name__}")
     if init is not None:
         if neuron_init != "cifar" and neuron_init != init:
             raise ValueError(f"get_model({name!r}): give neuron_init only (init is its deprecated name)")
         warnings.warn("get_model(init=...) is deprecated; the argument is now called neuron_init",
                       DeprecationWarning, stacklevel=2)
         neuron_init = init
-    if isinstance(neuron_init, Mapping):
-        neuron_init = FrozenDict(neuron_init)   # hashable, so the module can be a static argument of jit
-    return SpikingNetwork(spec=get_spec(name, **options), num_classes=num_classes, time_steps=time_steps,
-                          neuron=neuron, channel_wise=channel_wise, neuron_init=neuron_init, dtype=dtype,
-                          bn_axis_name=bn_axis_name, remat=remat)
+    model = ModelOptions(spec=get_spec(name, **options), time_steps=time_steps, neuron=neuron,
+                         channel_wise=channel_wise, neuron_init=neuron_init, remat=remat)
+    return model.build(num_classes, dtype=dtype, bn_axis_name=bn_axis_name)
 
 
 def from_config(model_config: Any, num_classes: int, *, dtype: Any = jnp.float32,
                 bn_axis_name: str | None = None) -> SpikingNetwork:
     """The model that ``config.model`` describes (name, time_steps, channel_wise, init, neuron, remat, kwargs).
 
-    ``config.model.init`` is the models' ``neuron_init`` (the config key keeps its name, which
-    the saved configs of earlier runs use).
+    The same as ``ModelOptions.from_config(model_config).build(...)``; a run that reads its
+    config once keeps the :class:`ModelOptions` and builds from it.
     """
-    neuron_options = _as_dict(model_config.get("neuron", None))
-    return get_model(model_config.name, num_classes=num_classes, time_steps=model_config.time_steps,
-                     neuron=NeuronConfig(**neuron_options), channel_wise=model_config.get("channel_wise", True),
-                     neuron_init=_as_plain(model_config.get("init", "cifar")), dtype=dtype,
-                     bn_axis_name=bn_axis_name, remat=model_config.get("remat", False),
-                     **_as_dict(model_config.get("kwargs", None)))
-
-
-def _as_dict(section: Any) -> dict[str, Any]:
-    """A ConfigDict / mapping / None as a plain dict."""
-    if section is None:
-        return {}
-    if hasattr(section, "to_dict"):
-        return section.to_dict()
-    return dict(section)
-
-
-def _as_plain(value: Any) -> Any:
-    """Explicit GLIF initial values may arrive as a ConfigDict; give the GLIF layer a dict."""
-    return value.to_dict() if hasattr(value, "to_dict") else value
+    return ModelOptions.from_config(model_config).build(num_classes, dtype=dtype, bn_axis_name=bn_axis_name)

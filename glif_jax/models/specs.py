@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from glif_jax.models.description import AvgPool, ConvUnit, Head, InputSpec, NetworkSpec, Stage, stages
+from glif_jax.errors import check_choice
+from glif_jax.models.description import (SEW_CONNECTIONS, AvgPool, ConvUnit, Head, InputSpec, NetworkSpec, Stage,
+                                         stages)
 
 CIFAR_IMAGE = InputSpec("image", channels=3)
 IMAGENET_IMAGE = InputSpec("image", channels=3)
@@ -83,9 +85,8 @@ def wide7b(width_change: Literal["3x3", "1x1"] = "3x3",
     connection: how a SEW block joins its output to its input.
     """
     kernels = {"3x3": 3, "1x1": 1}
-    if width_change not in kernels:
-        raise ValueError(f"wide7b: width_change must be '3x3' or '1x1', got {width_change!r}")
-    kernel = kernels[width_change]
+    kernel = kernels[check_choice("width_change", width_change, tuple(kernels))]
+    check_choice("connection", connection, SEW_CONNECTIONS)
     return NetworkSpec(
         name="wide7b", input=InputSpec("frames", channels=2, size=(48, 48)),
         stem=ConvUnit(64, kernel=kernel),

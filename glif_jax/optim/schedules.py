@@ -15,24 +15,19 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from glif_jax.errors import check_choice, check_integer, check_number
 from glif_jax.optim.groups import GATES, PRIMITIVES, WEIGHTS
-
-STEP_PER = ("epoch", "step")
+from glif_jax.optim.options import STEP_PER, OptimizerOptions
 
 
 def cosine_annealing(
     peak_lr: float, *, period_epochs: float, steps_per_epoch: int, per: str = "epoch"
 ) -> optax.Schedule:
     """Schedule step -> learning rate; `period_epochs` is PyTorch's T_max, in epochs."""
-    if peak_lr < 0:
-        raise ValueError(f"peak_lr must be >= 0, got {peak_lr}")
-    if not period_epochs > 0:
-        raise ValueError(f"period_epochs (T_max) must be > 0 epochs, got {period_epochs}")
-    if int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch}")
-    if per not in STEP_PER:
-        raise ValueError(f"per (step_schedule_per) must be one of {STEP_PER}, got {per!r}")
-    steps_per_epoch = int(steps_per_epoch)
+    check_number("peak_lr", peak_lr, minimum=0.0)
+    check_number("period_epochs", period_epochs, minimum=0.0, inclusive=False)
+    steps_per_epoch = _positive_integer("steps_per_epoch", steps_per_epoch)
+    check_choice("per", per, STEP_PER)
 
     def schedule(step: Any) -> jnp.ndarray:
         step = jnp.asarray(step)
@@ -50,27 +45,31 @@ def learning_rates(
 ) -> dict[str, optax.Schedule]:
     """One schedule per group ("weights", "primitives", "gates"), e.g. for logging.
 
-    Peaks: base_lr, base_lr * primitive_lr_scale, base_lr * gate_lr_scale. The period is
-    `optim_config.cosine_period_epochs`, or `num_epochs` when that is None.
+    `optim_config`: an `OptimizerOptions`, or `config.optim` to read as one. Peaks: base_lr,
+    base_lr * primitive_lr_scale, base_lr * gate_lr_scale. The period is
+    `cosine_period_epochs`, or `num_epochs` when that is None.
     """
-    if int(num_epochs) != num_epochs or num_epochs < 1:
-        raise ValueError(f"num_epochs must be a positive integer, got {num_epochs}")
-    for field in ("base_lr", "gate_lr_scale", "primitive_lr_scale"):
-        if not getattr(optim_config, field) >= 0:
-            raise ValueError(f"optim.{field} must be >= 0, got {getattr(optim_config, field)}")
-    period = optim_config.cosine_period_epochs
-    period = num_epochs if period is None else period
+    options = OptimizerOptions.from_config(optim_config)
+    num_epochs = _positive_integer("num_epochs", num_epochs)
+    period = num_epochs if options.cosine_period_epochs is None else options.cosine_period_epochs
     peaks = {
-        WEIGHTS: optim_config.base_lr,
-        PRIMITIVES: optim_config.base_lr * optim_config.primitive_lr_scale,
-        GATES: optim_config.base_lr * optim_config.gate_lr_scale,
+        WEIGHTS: options.base_lr,
+        PRIMITIVES: options.base_lr * options.primitive_lr_scale,
+        GATES: options.base_lr * options.gate_lr_scale,
     }
     return {
         group: cosine_annealing(
             peak,
             period_epochs=period,
             steps_per_epoch=steps_per_epoch,
-            per=optim_config.step_schedule_per,
+            per=options.step_schedule_per,
         )
         for group, peak in peaks.items()
     }
+
+
+def _positive_integer(option: str, value: Any) -> int:
+    """``value`` as an int >= 1; a whole float (e.g. ``200.0``) counts."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return check_integer(option, value, minimum=1)

@@ -15,6 +15,7 @@ from typing import Any, Collection
 import optax
 
 from glif_jax.optim.groups import GATES, PRIMITIVES, WEIGHTS, param_labels
+from glif_jax.optim.options import OptimizerOptions, check_sgd
 from glif_jax.optim.schedules import learning_rates
 
 
@@ -26,12 +27,7 @@ def torch_sgd(
     nesterov: bool = False,
 ) -> optax.GradientTransformation:
     """`torch.optim.SGD` as an optax transformation; `learning_rate` per step (or a schedule)."""
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if weight_decay < 0.0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if nesterov and momentum == 0.0:
-        raise ValueError("nesterov=True needs momentum > 0 (as in torch.optim.SGD)")
+    check_sgd(momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     return optax.chain(
         optax.add_decayed_weights(weight_decay) if weight_decay else optax.identity(),
         optax.trace(decay=momentum, nesterov=nesterov) if momentum else optax.identity(),
@@ -44,19 +40,21 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """The paper's optimiser: one `torch_sgd` per group, each with its own cosine schedule.
 
+    `optim_config`: an `OptimizerOptions`, or `config.optim` to read as one.
     weights: weight_decay; primitives and gates: no weight decay (the paper's training recipe). The
     gates and primitives are the parameters of the GLIF layers, by name (`param_labels`, which
     finds the layers in the parameter tree unless `neuron_scopes` names them); schedules are
     those of `learning_rates`.
     """
-    schedules = learning_rates(optim_config, num_epochs=num_epochs, steps_per_epoch=steps_per_epoch)
-    decays = {WEIGHTS: optim_config.weight_decay, PRIMITIVES: 0.0, GATES: 0.0}
+    options = OptimizerOptions.from_config(optim_config)
+    schedules = learning_rates(options, num_epochs=num_epochs, steps_per_epoch=steps_per_epoch)
+    decays = {WEIGHTS: options.weight_decay, PRIMITIVES: 0.0, GATES: 0.0}
     transforms = {
         group: torch_sgd(
             schedules[group],
-            momentum=optim_config.momentum,
+            momentum=options.momentum,
             weight_decay=decays[group],
-            nesterov=optim_config.nesterov,
+            nesterov=options.nesterov,
         )
         for group in schedules
     }

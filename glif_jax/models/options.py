@@ -1,0 +1,117 @@
+"""A model up to its class count: ``config.model`` read once and checked (:class:`ModelOptions`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+from flax.core import FrozenDict
+
+from glif_jax.errors import OptionError, check_flag, check_integer
+from glif_jax.layers.glif import initial_values
+from glif_jax.models.builder import SpikingNetwork
+from glif_jax.models.description import NetworkSpec
+from glif_jax.neuron import NeuronConfig
+
+# config.model key -> field; the key "init" keeps its name, which the saved configs of earlier runs use
+_CONFIG_KEYS = {"init": "neuron_init"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """Everything that makes a :class:`SpikingNetwork` but its class count (known from the data).
+
+    spec: the architecture (``glif_jax.models.get_spec``).
+    time_steps: T, >= 1.
+    neuron: the GLIF layers' :class:`~glif_jax.neuron.NeuronConfig`.
+    channel_wise: one set of GLIF parameters per channel (True) or per layer.
+    neuron_init: the GLIF layers' initial values, a preset of ``glif_jax.layers.PRESETS`` or a
+      mapping of the five primitives' values in (0, 1) (kept as a hashable ``FrozenDict``).
+    remat: recompute normalisations and neurons in the backward pass (``SpikingNetwork.remat``).
+
+    Every field is checked on construction; a bad value raises
+    :class:`~glif_jax.errors.OptionError` naming it (``TypeError`` for a ``spec`` or ``neuron``
+    of another type).
+    """
+
+    spec: NetworkSpec
+    time_steps: int
+    neuron: NeuronConfig = NeuronConfig()
+    channel_wise: bool = True
+    neuron_init: str | Mapping[str, float] = "cifar"
+    remat: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.spec, NetworkSpec):
+            raise TypeError(f"spec: expected a NetworkSpec, got {type(self.spec).__name__}")
+        if not isinstance(self.neuron, NeuronConfig):
+            raise TypeError(f"neuron: expected a NeuronConfig, got {type(self.neuron).__name__}")
+        # frozen: the checked values are set once, here
+        object.__setattr__(self, "time_steps", check_integer("time_steps", self.time_steps, minimum=1))
+        object.__setattr__(self, "channel_wise", check_flag("channel_wise", self.channel_wise))
+        object.__setattr__(self, "remat", check_flag("remat", self.remat))
+        initial_values(self.neuron_init)
+        if hasattr(self.neuron_init, "to_dict"):   # a ConfigDict
+            object.__setattr__(self, "neuron_init", self.neuron_init.to_dict())
+        if isinstance(self.neuron_init, Mapping):  # hashable, so the module can be a static argument of jit
+            object.__setattr__(self, "neuron_init", FrozenDict(self.neuron_init))
+
+    @classmethod
+    def from_config(cls, model_config: Any) -> ModelOptions:
+        """Reads ``config.model`` (name, time_steps, channel_wise, init, neuron, remat, kwargs).
+
+        A bad value raises :class:`~glif_jax.errors.OptionError` naming its key inside
+        ``config.model`` (e.g. ``kwargs.width_multiplier``, ``neuron.gates``, ``init``). A
+        ``ModelOptions`` is returned as is.
+        """
+        from glif_jax.models.registry import get_spec
+
+        if isinstance(model_config, cls):
+            return model_config
+        if not hasattr(model_config, "get"):
+            raise TypeError(f"model_config must be a ConfigDict or a mapping, got {type(model_config).__name__}")
+        try:
+            spec = get_spec(model_config.get("name", None), **_as_dict(model_config.get("kwargs", None)))
+        except OptionError as error:
+            raise (error if error.option == "name" else error.within("kwargs")) from None
+        except (TypeError, ValueError) as error:   # a model function's own check of its options
+            raise OptionError("kwargs", str(error)) from None
+        try:
+            neuron = NeuronConfig(**_as_dict(model_config.get("neuron", None)))
+        except OptionError as error:
+            raise error.within("neuron") from None
+        except TypeError as error:   # an unknown field
+            raise OptionError("neuron", str(error)) from None
+        try:
+            return cls(spec=spec, time_steps=model_config.get("time_steps", None), neuron=neuron,
+                       channel_wise=model_config.get("channel_wise", True),
+                       neuron_init=model_config.get("init", "cifar"), remat=model_config.get("remat", False))
+        except OptionError as error:
+            raise _as_config_key(error) from None
+
+    def build(self, num_classes: int, *, dtype: Any = jnp.float32, bn_axis_name: str | None = None
+              ) -> SpikingNetwork:
+        """The Flax module for ``num_classes`` classes in compute ``dtype`` (``SpikingNetwork``)."""
+        check_integer("num_classes", num_classes, minimum=1)
+        return SpikingNetwork(spec=self.spec, num_classes=num_classes, time_steps=self.time_steps,
+                              neuron=self.neuron, channel_wise=self.channel_wise, neuron_init=self.neuron_init,
+                              dtype=dtype, bn_axis_name=bn_axis_name, remat=self.remat)
+
+
+def _as_config_key(error: OptionError) -> OptionError:
+    """``error`` with a field that has another name in ``config.model`` renamed to that key."""
+    head, dot, rest = error.option.partition(".")
+    for key, field in _CONFIG_KEYS.items():
+        if head == field:
+            return OptionError(key + dot + rest, error.problem)
+    return error
+
+
+def _as_dict(section: Any) -> dict[str, Any]:
+    """A ConfigDict / mapping / None as a plain dict."""
+    if section is None:
+        return {}
+    if hasattr(section, "to_dict"):
+        return section.to_dict()
+    return dict(section)
