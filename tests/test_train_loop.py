@@ -21,10 +21,11 @@ from glif_jax.data import digits
 from glif_jax.data.normalization import normalize
 from glif_jax.train.experiment import build_experiment
 from glif_jax.train.state import TrainState
-from glif_jax.train.train import evaluate_checkpoint, initial_state, train_and_evaluate
+from glif_jax.train.train import evaluate_checkpoint, train_and_evaluate
 from glif_jax.train.validation import validate_config
 from tests.data_reference import assert_batches_equal, reference_batches
-from tests.train_standins import Interrupted, assert_bit_identical, make_experiment, records, small_config
+from tests.train_standins import (Interrupted, assert_bit_identical, make_experiment, records, restored_state,
+                                  small_config)
 
 NUM_EPOCHS = 3
 STEPS_PER_EPOCH = 4
@@ -37,10 +38,7 @@ def run(workdir, *, resume=False, interrupt_at_batch=None, **overrides):
 
 
 def final_state(workdir, **overrides) -> TrainState:
-    config = small_config(num_epochs=NUM_EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, **overrides)
-    with Checkpointer(workdir / "checkpoints", read_only=True) as checkpointer:
-        state, _ = checkpointer.restore(initial_state(config, make_experiment(config)))
-    return state
+    return restored_state(workdir, small_config(num_epochs=NUM_EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, **overrides))
 
 
 

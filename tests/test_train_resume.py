@@ -20,7 +20,8 @@ from glif_jax.checkpoint import Checkpointer
 from glif_jax.train import config_changes
 from glif_jax.train.stop_signals import RunInterrupted
 from glif_jax.train.train import ConfigChangeError, TrainingDiverged, initial_state, train_and_evaluate
-from tests.train_standins import Interrupted, assert_bit_identical, make_experiment, records, small_config
+from tests.train_standins import (Interrupted, assert_bit_identical, make_experiment, records, restored_state,
+                                  small_config)
 
 NUM_EPOCHS = 3
 STEPS_PER_EPOCH = 4
@@ -43,10 +44,7 @@ def saved_steps(workdir):
 
 
 def final_state(workdir, **overrides):
-    config = config_of(**overrides)
-    with Checkpointer(workdir / "checkpoints", read_only=True) as checkpointer:
-        state, _ = checkpointer.restore(initial_state(config, make_experiment(config)))
-    return state
+    return restored_state(workdir, config_of(**overrides))
 
 
 

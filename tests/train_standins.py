@@ -157,3 +157,13 @@ def assert_bit_identical(actual, expected) -> None:
     from tests.comparison import assert_tree_close
 
     assert_tree_close(actual, expected, rtol=0.0, atol=0.0)
+
+
+def restored_state(workdir: Path, config: ml_collections.ConfigDict):
+    """The newest checkpoint of the stand-in run of ``config`` in ``workdir``, as a TrainState."""
+    from glif_jax.checkpoint import Checkpointer
+    from glif_jax.train.train import initial_state
+
+    with Checkpointer(Path(workdir) / "checkpoints", read_only=True) as checkpointer:
+        state, _ = checkpointer.restore(initial_state(config, make_experiment(config)))
+    return state
