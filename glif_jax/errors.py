@@ -67,6 +67,6 @@ def check_number(option: str, value: Any, *, minimum: float, maximum: float | No
         real = (number >= minimum if inclusive else number > minimum) and (maximum is None or number < maximum)
     if not real:
         bounds = (f"{'>=' if inclusive else '>'} {minimum:g}" if maximum is None
-                  else f"in [{minimum:g}, {maximum:g})")
+                  else f"in {'[' if inclusive else '('}{minimum:g}, {maximum:g})")
         raise OptionError(option, f"expected a number {bounds}, got {value!r}")
     return number

@@ -59,6 +59,8 @@ def test_check_number_takes_real_scalars_within_the_bounds():
         check_number("period", 0, minimum=0.0, inclusive=False)
     with pytest.raises(OptionError, match=r"^momentum: expected a number in \[0, 1\), got 1.0"):
         check_number("momentum", 1.0, minimum=0.0, maximum=1.0)
+    with pytest.raises(OptionError, match=r"^rate: expected a number in \(0, 1\), got 0.0"):
+        check_number("rate", 0.0, minimum=0.0, maximum=1.0, inclusive=False)
 
 
 def test_the_neuron_config_raises_them_for_each_field():
