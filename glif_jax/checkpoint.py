@@ -74,7 +74,7 @@ def checksums(tree: PyTree) -> dict[str, dict[str, Any]]:
     sums = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         array = np.ascontiguousarray(leaf)
-        sums[_leaf_name(path)] = {
+        sums[jax.tree_util.keystr(path, simple=True, separator="/")] = {
             "crc32": zlib.crc32(array.view(np.uint8).reshape(-1) if array.ndim else array.tobytes()),
             "dtype": array.dtype.str,
             "shape": list(array.shape),
@@ -82,16 +82,11 @@ def checksums(tree: PyTree) -> dict[str, dict[str, Any]]:
     return sums
 
 
-def _leaf_name(path: tuple) -> str:
-    parts = []
-    for entry in path:
-        for attribute in ("name", "key", "idx"):
-            if hasattr(entry, attribute):
-                parts.append(str(getattr(entry, attribute)))
-                break
-        else:
-            parts.append(str(entry))
-    return "/".join(parts)
+def _score(value: Any) -> float:
+    """A meta value as a metric to rank by: -inf unless it is a finite number (NaN never ranks)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return -math.inf
+    return float(value)
 
 
 def _checksum_mismatches(expected: Mapping[str, Any], tree: PyTree) -> list[str]:
@@ -179,10 +174,7 @@ class Checkpointer:
         return self._metas[step]
 
     def _metric(self, step: int) -> float:
-        value = (self.meta(step) or {}).get(self.best_metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return -math.inf
-        return float(value)
+        return _score((self.meta(step) or {}).get(self.best_metric))
 
     def _ranked_by_metric(self) -> list[int]:
         """Steps that have a finite metric, best first (newest first among equals)."""
@@ -202,8 +194,7 @@ class Checkpointer:
             return False
         state = to_host(state)
         meta = _json_ready(meta)
-        self._manager.wait_until_finished()   # the previous save is complete: older ones may go
-        self._delete_unkept()
+        self.wait()   # the previous save is complete: older ones may go
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -214,10 +205,10 @@ class Checkpointer:
             force=True,
         )
         self._metas[step] = meta
-        value = meta.get(self.best_metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > self.best_value:
+        value = _score(meta.get(self.best_metric))
+        if not value > self.best_value:
             return False
-        self.best_value = float(value)
+        self.best_value = value
         return True
 
     def _delete_unkept(self) -> None:
@@ -249,12 +240,13 @@ class Checkpointer:
         """
         check_choice("which", which, KINDS)
         self.wait()
+        host_target = None if target is None else to_host(target)
         if step is not None:
             if step not in self.all_steps():
                 raise CheckpointError(
                     f"no checkpoint for step {step} in {self.directory}; available steps: {self.all_steps()}"
                 )
-            return self._restore_intact(step, target)
+            return self._restore_intact(step, host_target)
         candidates = self.all_steps()[::-1] if which == LATEST else self._ranked_by_metric()
         if not candidates:
             raise CheckpointError(
@@ -264,7 +256,7 @@ class Checkpointer:
         failures = []
         for candidate in candidates:
             try:
-                return self._restore_intact(candidate, target)
+                return self._restore_intact(candidate, host_target)
             except CheckpointError as error:
                 failures.append(str(error))
                 logger.warning("skipping a damaged checkpoint: %s", error)
@@ -272,10 +264,10 @@ class Checkpointer:
             f"no intact {which} checkpoint in {self.directory}:\n  " + "\n  ".join(failures)
         )
 
-    def _restore_intact(self, step: int, target: PyTree | None) -> tuple[PyTree, dict]:
-        """Restores one checkpoint and checks it against its checksums (and ``target``)."""
+    def _restore_intact(self, step: int, host_target: PyTree | None) -> tuple[PyTree, dict]:
+        """Restores one checkpoint and checks it against its checksums (and ``host_target``, the
+        target on the host)."""
         path = self.directory / str(step)
-        host_target = None if target is None else to_host(target)
         try:
             restored = self._manager.restore(
                 step,

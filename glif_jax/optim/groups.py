@@ -33,12 +33,9 @@ def group_of(name: str) -> str:
     return WEIGHTS
 
 
-def _key_name(key: Any) -> str:
-    """The name of one key of a pytree path (the index for sequences)."""
-    for attribute in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
+def _scope(path: tuple[Any, ...]) -> str:
+    """The keys above a leaf joined by ``/`` (as ``glif_jax.neuron.neuron_scopes`` names scopes)."""
+    return jax.tree_util.keystr(path[:-1], simple=True, separator="/")
 
 
 def param_labels(params: Any, neuron_scopes: Collection[str] | None = None) -> Any:
@@ -61,17 +58,18 @@ def param_labels(params: Any, neuron_scopes: Collection[str] | None = None) -> A
     else:
         scopes = {neuron_scopes} if isinstance(neuron_scopes, str) else set(neuron_scopes)
 
+    seen: set[str] = set()
+
     def label(path: tuple[Any, ...], _: Any) -> str:
-        names = [_key_name(key) for key in path]
-        if names and "/".join(names[:-1]) in scopes:
-            return group_of(names[-1])
+        scope = _scope(path)
+        seen.add(scope)
+        if path and scope in scopes:
+            return group_of(jax.tree_util.keystr(path[-1:], simple=True))
         return WEIGHTS
 
     labels = jax.tree_util.tree_map_with_path(label, params)
     if neuron_scopes is not None:
-        labelled = {"/".join(_key_name(key) for key in path[:-1])
-                    for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
-        unknown = sorted(scopes - labelled)
+        unknown = sorted(scopes - seen)
         if unknown:
             raise ValueError(f"neuron_scopes: {unknown} hold no parameters of params (paths join keys with '/')")
     return labels
