@@ -31,6 +31,13 @@ class OptionError(ValueError):
         return OptionError(f"{section}.{self.option}", self.problem)
 
 
+def check_known(keys: Collection[str], known: Collection[str], what: str) -> None:
+    """Every one of ``keys`` is one of ``known``, the options of ``what`` (e.g. "the optimiser")."""
+    for key in keys:
+        if key not in known:
+            raise OptionError(key, f"not an option of {what}; its options: {', '.join(known)}")
+
+
 def check_choice(option: str, value: Any, choices: Collection[str]) -> str:
     """``value`` when it is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 
@@ -51,28 +51,30 @@ def validate_config(
     device_count = jax.device_count() if device_count is None else device_count
     process_count = jax.process_count() if process_count is None else process_count
 
+    def checked(check: Callable[..., Any], key: str, *args: Any, **kwargs: Any) -> Any:
+        return check(key, _get(config, key), *args, **kwargs)
+
     with _naming("config"):
-        check_integer("seed", _get(config, "seed"), minimum=0)
-        check_integer("num_epochs", _get(config, "num_epochs"), minimum=1)
-        batch_size = check_integer("batch_size", _get(config, "batch_size"), minimum=1)
-        eval_batch_size = check_integer("eval_batch_size", _get(config, "eval_batch_size"), minimum=1)
+        checked(check_integer, "seed", minimum=0)
+        checked(check_integer, "num_epochs", minimum=1)
+        batch_size = checked(check_integer, "batch_size", minimum=1)
+        eval_batch_size = checked(check_integer, "eval_batch_size", minimum=1)
         for key in ("steps_per_epoch", "eval_steps"):
-            check_integer(key, _get(config, key), minimum=1, optional=True)
-        check_integer("log_every_steps", _get(config, "log_every_steps"), minimum=1)
-        check_flag("half_precision", _get(config, "half_precision"))
-        check_flag("spike_stats", _get(config, "spike_stats"))
+            checked(check_integer, key, minimum=1, optional=True)
+        checked(check_integer, "log_every_steps", minimum=1)
+        checked(check_flag, "half_precision")
+        checked(check_flag, "spike_stats")
         strategy = parallel.make_strategy(_get(config, "parallel"))
 
-        check_integer("checkpoint.every_epochs", _get(config, "checkpoint.every_epochs"), minimum=1)
-        check_integer("checkpoint.keep", _get(config, "checkpoint.keep"), minimum=1)
-        check_flag("checkpoint.async_save", _get(config, "checkpoint.async_save"))
+        checked(check_integer, "checkpoint.every_epochs", minimum=1)
+        checked(check_integer, "checkpoint.keep", minimum=1)
+        checked(check_flag, "checkpoint.async_save")
         # absent from runs saved before they existed (then: no mid-epoch checkpoints, stop on non-finite)
         if "every_steps" in config.checkpoint:
-            check_integer("checkpoint.every_steps", config.checkpoint.every_steps, minimum=1, optional=True)
+            checked(check_integer, "checkpoint.every_steps", minimum=1, optional=True)
         if "nonfinite" in config:
-            check_choice("nonfinite.action", _get(config, "nonfinite.action"), NONFINITE_ACTIONS)
-            check_integer("nonfinite.max_consecutive_skips", _get(config, "nonfinite.max_consecutive_skips"),
-                          minimum=1)
+            checked(check_choice, "nonfinite.action", NONFINITE_ACTIONS)
+            checked(check_integer, "nonfinite.max_consecutive_skips", minimum=1)
 
     if strategy.name == "none" and process_count > 1:
         raise ConfigError(

@@ -9,7 +9,7 @@ from typing import Any
 
 from glif_jax.data.normalization import MEAN_STD, mean_std
 from glif_jax.data.registry import DATASET_NAMES
-from glif_jax.errors import OptionError, check_choice, check_flag, check_integer
+from glif_jax.errors import OptionError, check_choice, check_flag, check_integer, check_known
 
 SPLITS = ("train", "eval")
 SPLIT_FILES = {"train": "train_path", "eval": "eval_path"}   # the "npz" dataset's file of each split
@@ -78,9 +78,7 @@ class DatasetOptions:
                 f"got {type(dataset_config).__name__}"
             )
         fields = [field.name for field in dataclasses.fields(cls)]
-        for key in dataset_config.keys():
-            if key not in fields:
-                raise OptionError(key, f"not an option of a dataset; its options: {', '.join(fields)}")
+        check_known(dataset_config.keys(), fields, "a dataset")
         values = {field: dataset_config[field] for field in fields
                   if dataset_config.get(field, None) is not None}
         if "name" not in values:

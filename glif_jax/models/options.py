@@ -14,10 +14,6 @@ from glif_jax.models.builder import SpikingNetwork
 from glif_jax.models.description import NetworkSpec
 from glif_jax.neuron import NeuronConfig
 
-# config.model key -> field; the key "init" keeps its name, which the saved configs of earlier runs use
-_CONFIG_KEYS = {"init": "neuron_init"}
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
     """Everything that makes a :class:`SpikingNetwork` but its class count (known from the data).
@@ -100,12 +96,10 @@ class ModelOptions:
 
 
 def _as_config_key(error: OptionError) -> OptionError:
-    """``error`` with a field that has another name in ``config.model`` renamed to that key."""
+    """``error`` naming ``neuron_init`` by its ``config.model`` key, ``init`` (the key keeps the
+    name that the saved configs of earlier runs use)."""
     head, dot, rest = error.option.partition(".")
-    for key, field in _CONFIG_KEYS.items():
-        if head == field:
-            return OptionError(key + dot + rest, error.problem)
-    return error
+    return OptionError("init" + dot + rest, error.problem) if head == "neuron_init" else error
 
 
 def _as_dict(section: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from glif_jax.errors import OptionError, check_choice, check_flag, check_number
+from glif_jax.errors import OptionError, check_choice, check_flag, check_known, check_number
 
 STEP_PER = ("epoch", "step")
 
@@ -60,9 +60,7 @@ class OptimizerOptions:
             optim_config = optim_config.to_dict()
         if isinstance(optim_config, Mapping):
             values = dict(optim_config)
-            for key in values:
-                if key not in fields:
-                    raise OptionError(key, f"not an option of the optimiser; its options: {', '.join(fields)}")
+            check_known(values, fields, "the optimiser")
         else:
             values = {field: getattr(optim_config, field) for field in fields if hasattr(optim_config, field)}
         if "base_lr" not in values:
