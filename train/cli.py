@@ -308,15 +308,13 @@ def _plot_imported(argv: list[str], checkpoint: str, plot: Callable[[list[str]],
         print("glif-plot: error: an authors' checkpoint needs --config FILE (the experiment it belongs to)",
               file=sys.stderr)
         return EXIT_USAGE
-    config_args, rest, skip = [], [], False
+    rest, skip = [], False   # what glif-plot itself reads: all but the checkpoint and --config...
     for arg in argv[1:]:
         if skip:
             skip = False
         elif arg == "--config":
             skip = True
-        elif arg.startswith("--config"):
-            config_args.append(arg)
-        elif arg != checkpoint:
+        elif not arg.startswith("--config") and arg != checkpoint:
             rest.append(arg)
     settings = runtime.configure_for_training(restart=False)
     _setup_logging()
@@ -326,8 +324,7 @@ def _plot_imported(argv: list[str], checkpoint: str, plot: Callable[[list[str]],
 
     with tempfile.TemporaryDirectory(prefix="glif_imported_") as workdir:
         try:
-            _imported_run(_file_config(["glif-plot", "--config", config_path, *config_args], overrides=True),
-                          checkpoint, Path(workdir))
+            _imported_run(_file_config(argv, overrides=True), checkpoint, Path(workdir))
         except (GatedLIFFormatError, CheckpointError, OSError) as error:
             print(f"glif-plot: error: {error}", file=sys.stderr)
             return EXIT_FAILURE

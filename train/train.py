@@ -206,11 +206,12 @@ def _record_config(config: Any, workdir: Path, changes: dict[str, tuple[Any, Any
 class _Run:
     """The mutable bits of one training run that the epoch loop and its helpers share."""
 
-    def __init__(self, config, experiment, strategy, checkpointer, stop_signals, writer, skipped_steps: int):
+    def __init__(self, config, experiment, strategy, checkpointer, stop_signals, writer, skip_nonfinite: bool,
+                 skipped_steps: int):
         self.config, self.experiment = config, experiment
         self.strategy, self.checkpointer, self.stop_signals, self.writer = strategy, checkpointer, stop_signals, writer
         self.every_steps = config.checkpoint.get("every_steps")
-        self.skip_nonfinite = _skips_nonfinite(config)
+        self.skip_nonfinite = skip_nonfinite
         self.max_consecutive_skips = (config.get("nonfinite") or {}).get("max_consecutive_skips", 1)
         self.consecutive_skips = 0
         self.skipped_steps = skipped_steps   # over the whole run, resumed ones included
@@ -224,6 +225,7 @@ def _skips_nonfinite(config: Any) -> bool:
 def _train(config, workdir, experiment, strategy, checkpointer, stop_signals, host_state, meta) -> dict[str, float]:
     steps_per_epoch = experiment.steps_per_epoch
     eval_batch_size = parallel.per_process_batch_size(config.eval_batch_size)
+    skip_nonfinite, skipped_steps = _skips_nonfinite(config), int(meta.get("skipped_steps", 0))
     train_fn = strategy.compile(
         functools.partial(
             steps.train_step,
@@ -231,7 +233,7 @@ def _train(config, workdir, experiment, strategy, checkpointer, stop_signals, ho
             optimizer=experiment.optimizer,
             collectives=strategy.collectives,
             spike_stats=config.spike_stats,
-            skip_nonfinite=_skips_nonfinite(config),
+            skip_nonfinite=skip_nonfinite,
         ),
         donate_state=True,
     )
@@ -243,7 +245,7 @@ def _train(config, workdir, experiment, strategy, checkpointer, stop_signals, ho
     start_epoch, skip = divmod(int(host_state.step), steps_per_epoch)
     epoch_totals = MeanAccumulator.from_totals(meta.get("epoch_sums", {})) if skip else MeanAccumulator()
     results: dict[str, float] = {"best_eval_top1": max(checkpointer.best_value, 0.0),
-                                 "skipped_steps": float(meta.get("skipped_steps", 0))}
+                                 "skipped_steps": float(skipped_steps)}
 
     def run_evaluation() -> dict[str, float]:
         start = time.perf_counter()
@@ -258,7 +260,7 @@ def _train(config, workdir, experiment, strategy, checkpointer, stop_signals, ho
     with MetricWriter(workdir) as writer:
         writer.truncate_after(int(host_state.step))
         run = _Run(config, experiment, strategy, checkpointer, stop_signals, writer,
-                   skipped_steps=int(meta.get("skipped_steps", 0)))
+                   skip_nonfinite=skip_nonfinite, skipped_steps=skipped_steps)
         for epoch in range(start_epoch, config.num_epochs):
             state, train_metrics = _train_epoch(run, train_fn, state, epoch, skip, epoch_totals)
             skip, epoch_totals = 0, MeanAccumulator()
