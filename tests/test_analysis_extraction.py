@@ -183,7 +183,7 @@ def test_initial_distributions_match_a_freshly_initialised_glif_layer():
     """The GLIF paper's neuron equations: gates sigmoid(U[-0.2, 0.2)) = [0.4502, 0.5498); CIFAR primitives constant."""
     channels = 20000
     params = GLIF().init(jax.random.PRNGKey(3), jnp.zeros((2, 1, channels)))["params"]
-    initial = initial_distributions(PARAM_NAMES, "cifar", time_steps=2)
+    initial = initial_distributions(PARAM_NAMES, "cifar")
     assert (initial["alpha"].low, initial["alpha"].high) == pytest.approx((0.4502, 0.5498), abs=1e-4)
     for name in PARAM_NAMES:
         values = numpy_sigmoid(params[name]).ravel()
@@ -193,4 +193,4 @@ def test_initial_distributions_match_a_freshly_initialised_glif_layer():
         np.testing.assert_allclose(quantiles, [start.lower_quartile, start.median, start.upper_quartile],
                                    atol=2e-3)
     assert initial["tau"].is_constant and initial["tau"].low == 0.25
-    assert initial_distributions(("cond",), "imagenet_t6", time_steps=6)["cond"].low == 0.9
+    assert initial_distributions(("cond",), "imagenet_t6")["cond"].low == 0.9

@@ -45,7 +45,7 @@ def tick_labels(ax) -> list[str]:
     return [label.get_text() for label in ax.get_xticklabels()]
 
 
-INITIAL = initial_distributions(PARAM_NAMES, "cifar", TIME_STEPS)
+INITIAL = initial_distributions(PARAM_NAMES, "cifar")
 
 
 def test_gate_figure_has_one_panel_per_gate_with_layers_in_order_and_the_initial_range():

@@ -45,7 +45,7 @@ class InitialDistribution:
 def initial_distributions(
     names: tuple[str, ...],
     neuron_init: str | Mapping[str, float] = "cifar",
-    time_steps: int = 1,
+    *,
     gate_init_range: float = DEFAULT_GATE_INIT_RANGE,
 ) -> dict[str, InitialDistribution]:
     """``{name: InitialDistribution}`` for the parameter ``names`` of a model.
@@ -53,14 +53,10 @@ def initial_distributions(
     Args:
       names: parameter names (from :data:`glif_jax.neuron.PARAM_NAMES`).
       neuron_init: the GLIF preset (a name of ``glif_jax.layers.PRESETS``) or explicit
-        primitive values (``config.model.init``).
-      time_steps: T of the model; no preset depends on it (``cond`` starts at one value for
-        every step).
+        primitive values (``config.model.init``); no preset depends on T (``cond`` starts at one
+        value for every step).
       gate_init_range: r of the gate logits ``U[-r, r)``.
     """
-    del time_steps
-    if isinstance(neuron_init, Mapping) or hasattr(neuron_init, "to_dict"):
-        neuron_init = dict(neuron_init.to_dict() if hasattr(neuron_init, "to_dict") else neuron_init)
     primitives = initial_values(neuron_init)
     result = {}
     for name in names:

@@ -93,7 +93,7 @@ def write_report(path: str | Path, out: str | Path, options: ReportOptions = Rep
     layers = neuron_layers(checkpoint.params, order)
     initial = None
     if model is not None:
-        initial = initial_distributions(tuple(layers[0].values), model.neuron_init, model.time_steps)
+        initial = initial_distributions(tuple(layers[0].values), model.neuron_init)
     label = _run_label(run, checkpoint)
     hard_gates = model is not None and model.neuron.gates == "hard"
 

@@ -17,9 +17,6 @@ import numpy as np
 from glif_jax import models
 from glif_jax.analysis.extraction import network_order
 
-FALLBACK_IMAGE_SIZE = (32, 32)   # any size fits a globally pooled network: only used to trace it
-
-
 def model_options(config: Any) -> models.ModelOptions:
     """The run's ``config.model``, read once; ``.build(num_classes)`` makes the float32 module."""
     return models.ModelOptions.from_config(config.model)
@@ -49,13 +46,8 @@ def eval_batch(config: Any, batch_size: int, data_dir: str | None = None) -> tup
 
 def example_input(model: models.ModelOptions, images: np.ndarray | None = None) -> jax.ShapeDtypeStruct:
     """The shape of one input batch: that of ``images``, else what the architecture declares."""
-    if images is not None:
-        return jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32)
-    spec = model.spec
-    size = tuple(spec.input.size or FALLBACK_IMAGE_SIZE)
-    if spec.input.kind == "frames":
-        return jax.ShapeDtypeStruct((1, model.time_steps, *size, spec.input.channels), jnp.float32)
-    return jax.ShapeDtypeStruct((1, *size, spec.input.channels), jnp.float32)
+    shape = (1, *images.shape[1:]) if images is not None else model.spec.input.example_shape(model.time_steps)
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
 
 
 def model_order(model: models.ModelOptions, num_classes: int, images: np.ndarray | None = None) -> list[str]:

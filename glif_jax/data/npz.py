@@ -59,12 +59,6 @@ class NpzFile:
     has_class_names: bool
 
 
-def load(path: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Returns (images uint8 [N, H, W, C], labels int32 [N], num_classes) of one file."""
-    checked = read_file(path)
-    return checked.images, checked.labels, checked.num_classes
-
-
 def read_file(path: str, *, with_images: bool = True) -> NpzFile:
     """The checked contents of the .npz file at ``path``.
 

@@ -22,6 +22,10 @@ NORMS = ("tdbn", "batchnorm")
 REDUCTIONS = ("global_average", "flatten")
 
 
+EXAMPLE_SIZE = (32, 32)
+"""(H, W) of an example input for an architecture that takes any size (only used to trace it)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
     """What the network accepts.
@@ -45,6 +49,13 @@ class InputSpec:
         height, width = self.size if self.size else ("H", "W")
         time = "" if self.kind == "image" else ("T, " if time_steps is None else f"T={time_steps}, ")
         return f"[B, {time}{height}, {width}, {self.channels}]"
+
+    def example_shape(self, time_steps: int, batch: int = 1) -> tuple[int, ...]:
+        """The shape of a batch the network accepts (e.g. to trace it); an architecture that
+        takes any size gets :data:`EXAMPLE_SIZE`."""
+        height, width = self.size or EXAMPLE_SIZE
+        time = (time_steps,) if self.kind == "frames" else ()
+        return (batch, *time, height, width, self.channels)
 
 
 @dataclasses.dataclass(frozen=True)
