@@ -118,7 +118,9 @@ def test_the_reader_needs_no_torch_and_gives_what_torch_load_gives():
             checkpoint = read_torch_file(fixture(name))
             assert_bit_identical(checkpoint["net" if name == WIDE7B else "state_dict"], expected["state"])
             describe_gated_lif(fixture(name))
-        checkpoint = read_torch_file(fixture(WIDE7B))
+            if name == WIDE7B:
+                dvs_checkpoint, dvs_expected = checkpoint, expected
+        checkpoint, expected = dvs_checkpoint, dvs_expected
         momentum = {{str(key): value["momentum_buffer"] for key, value in checkpoint["optimizer"]["state"].items()}}
         assert_bit_identical(momentum, expected["momentum"])
         assert checkpoint["epoch"] == 199 and checkpoint["max_test_acc"] == 0.772

@@ -34,6 +34,12 @@ def npz_files(tmp_path_factory):
     return paths
 
 
+@pytest.fixture(scope="module")
+def their_network():
+    """(model, variables) of the fixture, converted once for the module."""
+    return from_gated_lif(FIXTURE)
+
+
 def overrides(npz: str, time_steps: int = 2) -> list[str]:
     return [f"--config.model.time_steps={time_steps}", f"--config.dataset.train_path={npz}",
             f"--config.dataset.eval_path={npz}", "--config.eval_batch_size=8", "--config.batch_size=4"]
@@ -45,7 +51,7 @@ def run(main, program, *args, capsys):
     return code, out, err
 
 
-def test_glif_eval_of_an_imported_checkpoint_scores_its_network(npz_files, tmp_path, capsys):
+def test_glif_eval_of_an_imported_checkpoint_scores_its_network(npz_files, their_network, tmp_path, capsys):
     """The score glif-eval prints is the imported network's on the configured test split
     (computed here from from_gated_lif's model and the data floor's batches), and --workdir
     keeps the import as a glif-jax run with the width read from the file."""
@@ -53,7 +59,7 @@ def test_glif_eval_of_an_imported_checkpoint_scores_its_network(npz_files, tmp_p
                          *overrides(npz_files["ten"]), "--workdir", str(tmp_path / "imported"), capsys=capsys)
     assert code == 0, err[-3000:]
     result = json.loads(out.strip().splitlines()[-1])["eval"]
-    model, variables = from_gated_lif(FIXTURE)
+    model, variables = their_network
     dataset = {"name": "npz", "train_path": npz_files["ten"], "eval_path": npz_files["ten"],
                "normalization": "cifar10"}
     batches, _ = data.build(dataset, split="eval", batch_size=8, seed=0, train=False)
@@ -87,7 +93,7 @@ def test_glif_eval_refuses_another_class_count(npz_files, capsys):
     assert code == 1 and "classifies 10 classes, but the configured dataset 'npz' has 5" in err
 
 
-def test_glif_train_init_from_starts_from_their_parameters(npz_files, tmp_path, capsys):
+def test_glif_train_init_from_starts_from_their_parameters(npz_files, their_network, tmp_path, capsys):
     """With a zero learning rate, one step leaves the parameters as imported: the run really
     started from them (and took the width from the file)."""
     from glif_jax.checkpoint import Checkpointer
@@ -99,12 +105,12 @@ def test_glif_train_init_from_starts_from_their_parameters(npz_files, tmp_path, 
     assert "starting from the parameters of" in err
     with Checkpointer(tmp_path / "run" / "checkpoints", read_only=True) as checkpointer:
         state, _ = checkpointer.restore()
-    _, variables = from_gated_lif(FIXTURE)
+    _, variables = their_network
     assert_tree_close(state["params"], variables["params"])
     assert int(state["step"]) == 1
 
 
-def test_glif_plot_draws_an_imported_checkpoint(npz_files, tmp_path):
+def test_glif_plot_draws_an_imported_checkpoint(npz_files, their_network, tmp_path):
     """The learned-values table of the figures is the sigmoid of their stored gate logits."""
     import pandas as pd
 
@@ -115,7 +121,29 @@ def test_glif_plot_draws_an_imported_checkpoint(npz_files, tmp_path):
     assert code == 0
     assert (tmp_path / "figures" / "gates.png").is_file()
     values = pd.read_csv(tmp_path / "figures" / "learned_values.csv")
-    _, variables = from_gated_lif(FIXTURE)
+    _, variables = their_network
     stem_alpha = np.asarray(variables["params"]["stem"]["neuron"]["alpha"]).reshape(-1)
     table = values[(values.layer == "stem") & (values.parameter == "alpha")].sort_values("channel")["value"]
     np.testing.assert_allclose(table.to_numpy(), 1 / (1 + np.exp(-stem_alpha)), rtol=1e-6)
+
+
+def test_their_variables_must_fit_the_configured_model(npz_files):
+    """Starting from their checkpoint with a config of another width (not adapted through
+    ``config_for``) is refused, naming the file, the configured model and a mismatched path."""
+    from glif_jax.configs import base
+    from glif_jax.gated_lif import GatedLIFFormatError
+    from glif_jax.train import imported
+    from glif_jax.train.experiment import build_experiment
+    from glif_jax.train.train import initial_state
+    from glif_jax.train.validation import validate_config
+
+    config = base.cifar_npz("resnet18", time_steps=2, num_epochs=1, model_overrides={"width_multiplier": 1 / 16},
+                            train_path=npz_files["ten"], eval_path=npz_files["ten"])
+    with config.unlocked():
+        config.update(dict(batch_size=4, eval_batch_size=4))
+    experiment = build_experiment(config, validate_config(config))
+    fresh = initial_state(config, experiment)
+    with pytest.raises(GatedLIFFormatError, match=r"their variables do not fit the configured model \(.*resCifar18stand"
+                                                  r".*\): .*\['stage1_block1'\].*: their variables \(2,\), the "
+                                                  r"model \(4,\)"):
+        imported.initial_state_from(config, experiment, fresh, FIXTURE)

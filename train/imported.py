@@ -18,11 +18,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
 from glif_jax.checkpoint import Checkpointer
 from glif_jax.gated_lif import GatedLIFCheckpoint, GatedLIFFormatError, describe_gated_lif, from_gated_lif
+from glif_jax.gated_lif.convert import check_variables_fit
 from glif_jax.train.experiment import Experiment
 from glif_jax.train.state import TrainState
 from glif_jax.workdir import CHECKPOINTS_DIR, save_config
@@ -75,11 +73,11 @@ def imported_variables(config: Any, experiment: Experiment, path: str | Path) ->
 def initial_state_from(config: Any, experiment: Experiment, fresh: TrainState, path: str | Path) -> TrainState:
     """``fresh`` with the parameters and tdBN statistics of their checkpoint at ``path`` and an
     optimizer state initialised for them (a new run that starts from their network)."""
-    variables = imported_variables(config, experiment, path)
-    _check_fits(fresh.params, variables["params"], "params", path)
-    _check_fits(fresh.batch_stats, variables.get("batch_stats", {}), "batch_stats", path)
-    params = jax.tree.map(np.asarray, variables["params"])
-    return fresh.replace(params=params, batch_stats=jax.tree.map(np.asarray, variables.get("batch_stats", {})),
+    variables = imported_variables(config, experiment, path)   # NumPy arrays
+    check_variables_fit(variables, {"params": fresh.params, "batch_stats": fresh.batch_stats},
+                        "their variables", f"the configured model ({path})")
+    params = variables["params"]
+    return fresh.replace(params=params, batch_stats=variables["batch_stats"],
                          opt_state=experiment.optimizer.init(params))
 
 
@@ -98,14 +96,3 @@ def import_to_workdir(config: Any, experiment: Experiment, fresh: TrainState, pa
             raise FileExistsError(f"{workdir / CHECKPOINTS_DIR} already holds checkpoints; choose a new directory")
         checkpointer.save(0, state, {"epoch": 0, "imported_from": str(Path(path).absolute())})
     return workdir
-
-
-def _check_fits(expected: Any, imported: Any, collection: str, path: str | Path) -> None:
-    """Same tree and shapes as the configured model's, or an error naming the first difference."""
-    want = {jax.tree_util.keystr(key): np.shape(leaf) for key, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
-    got = {jax.tree_util.keystr(key): np.shape(leaf) for key, leaf in jax.tree_util.tree_flatten_with_path(imported)[0]}
-    for key in sorted(set(want) | set(got)):
-        if want.get(key) != got.get(key):
-            raise GatedLIFFormatError(
-                f"{path}: {collection}{key} is {got.get(key, 'missing')} in the checkpoint but "
-                f"{want.get(key, 'absent')} in the configured model")

@@ -88,6 +88,11 @@ class GatedLIFCheckpoint:
 # Reading and recognising a checkpoint
 
 
+def _key_prefix(data_parallel: bool) -> str:
+    """What their keys start with: DataParallel's ``module.``, or nothing."""
+    return DATA_PARALLEL_PREFIX if data_parallel else ""
+
+
 def _as_array(value: Any, key: str, source: str) -> np.ndarray:
     try:
         return np.asarray(value)
@@ -206,7 +211,9 @@ def _try(network: TheirNetwork, state: Mapping[str, np.ndarray], data_parallel: 
                             f"a stem GLIF {conduct_key!r} [T, C] or [T] and a head {head} [classes, features]")
         return candidate
     width_multiplier = stem[0] / network.base_stem_width
-    layout_options = {**_options_from_stem(network, stem), **options}
+    stem_options = _options_from_stem(network, stem)
+    layout_options = {**stem_options, **options}
+    time_steps, channel_wise = conduct[0], len(conduct) == 2
     if resnet:
         batch_norm: BatchNorm = "tdbn" if "conv1.0.module.1.Vth" in state else "sync"
     else:
@@ -219,12 +226,12 @@ def _try(network: TheirNetwork, state: Mapping[str, np.ndarray], data_parallel: 
         return candidate
     candidate.facts = GatedLIFCheckpoint(
         architecture=network.name, their_class=network.their_class, num_classes=num_classes,
-        time_steps=conduct[0], width_multiplier=width_multiplier, channel_wise=len(conduct) == 2,
+        time_steps=time_steps, width_multiplier=width_multiplier, channel_wise=channel_wise,
         batch_norm=batch_norm, data_parallel=data_parallel, head_keys=head_keys,
-        options={key: layout_options[key] for key in _options_from_stem(network, stem)})
-    candidate.expected = their_shapes(candidate.layers, time_steps=conduct[0], channel_wise=len(conduct) == 2,
+        options={key: layout_options[key] for key in stem_options})
+    candidate.expected = their_shapes(candidate.layers, time_steps=time_steps, channel_wise=channel_wise,
                                       batch_norm=batch_norm)
-    prefix = DATA_PARALLEL_PREFIX if data_parallel else ""
+    prefix = _key_prefix(data_parallel)
     candidate.missing = [prefix + key for key in candidate.expected
                          if key not in state and key.rsplit(".", 1)[-1] not in _OPTIONAL_KEYS]
     candidate.unexpected = [prefix + key for key in state if key not in candidate.expected]
@@ -275,7 +282,7 @@ def _recognise(state: Mapping[str, np.ndarray], source: str, model: str | None,
 
 def _check_values(state: Mapping[str, np.ndarray], candidate: _Candidate, source: str) -> None:
     """Values the conversion relies on: floating tensors, and tdBN thresholds of 0.5."""
-    prefix = DATA_PARALLEL_PREFIX if candidate.facts.data_parallel else ""
+    prefix = _key_prefix(candidate.facts.data_parallel)
     for key in candidate.expected:
         value = state.get(key)
         if value is not None and not key.endswith(".num_batches_tracked") and not np.issubdtype(value.dtype,
@@ -420,35 +427,36 @@ def _state_from_variables(variables: Mapping[str, Any], layers: list[Layer], net
 # Models
 
 
-def _example_input(model: SpikingNetwork) -> jax.ShapeDtypeStruct:
-    expected = model.spec.input
-    height, width = expected.size or (32, 32)
-    if expected.kind == "frames":
-        return jax.ShapeDtypeStruct((1, model.time_steps, height, width, expected.channels), jnp.float32)
-    return jax.ShapeDtypeStruct((1, height, width, expected.channels), jnp.float32)
-
-
 def variable_shapes(model: SpikingNetwork) -> dict[str, Any]:
     """Shapes of ``model``'s ``params`` and ``batch_stats`` (traced, nothing computed)."""
     init = functools.partial(model.init, train=False)
-    shapes = jax.eval_shape(init, jax.random.key(0), _example_input(model))
+    example = jax.ShapeDtypeStruct(model.spec.input.example_shape(model.time_steps), jnp.float32)
+    shapes = jax.eval_shape(init, jax.random.key(0), example)
     return {name: shapes[name] for name in ("params", "batch_stats")}
 
 
-def _check_against_model(variables: Mapping[str, Any], model: SpikingNetwork, what: str) -> None:
-    """The variables have exactly the model's paths and shapes (names the path and both shapes)."""
-    expected = jax.tree_util.tree_flatten_with_path(variable_shapes(model))[0]
-    given = jax.tree_util.tree_flatten_with_path(
-        {name: variables.get(name, {}) for name in ("params", "batch_stats")})[0]
-    expected_shapes = {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in expected}
-    given_shapes = {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in given}
+def check_variables_fit(variables: Mapping[str, Any], expected: Mapping[str, Any], what: str, model: str) -> None:
+    """``variables``' ``params`` and ``batch_stats`` have exactly the paths and leaf shapes of
+    ``expected`` (arrays or shape structs, e.g. :func:`variable_shapes`), else
+    ``GatedLIFFormatError`` naming ``what`` and ``model``, the paths and both shapes."""
+    def shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        collections = {name: tree.get(name, {}) for name in ("params", "batch_stats")}
+        return {jax.tree_util.keystr(path): tuple(np.shape(leaf))
+                for path, leaf in jax.tree_util.tree_flatten_with_path(collections)[0]}
+
+    expected_shapes, given_shapes = shapes(expected), shapes(variables)
     missing = sorted(set(expected_shapes) - set(given_shapes))
     unexpected = sorted(set(given_shapes) - set(expected_shapes))
     mismatched = [f"{path}: {what} {given_shapes[path]}, the model {shape}" for path, shape in expected_shapes.items()
                   if path in given_shapes and given_shapes[path] != shape]
     if missing or unexpected or mismatched:
-        raise GatedLIFFormatError(f"{what} do not fit the model {model.spec.name!r}: missing {missing[:_LIST_LIMIT]}, "
+        raise GatedLIFFormatError(f"{what} do not fit {model}: missing {missing[:_LIST_LIMIT]}, "
                                   f"unexpected {unexpected[:_LIST_LIMIT]}, shape mismatches {mismatched[:_LIST_LIMIT]}")
+
+
+def _check_against_model(variables: Mapping[str, Any], model: SpikingNetwork, what: str) -> None:
+    """The variables have exactly the model's paths and shapes (names the path and both shapes)."""
+    check_variables_fit(variables, variable_shapes(model), what, f"the model {model.spec.name!r}")
 
 
 def _build_model(facts: GatedLIFCheckpoint, neuron: NeuronConfig, options: Mapping[str, Any]) -> SpikingNetwork:
@@ -495,7 +503,7 @@ def from_gated_lif(checkpoint: str | os.PathLike | Mapping[str, Any], *, model: 
     layout_options = {key: options[key] for key in ("width_change",) if key in options}
     facts, layers, state = _recognise(state, source, model, layout_options)
     if time_steps is not None and time_steps != facts.time_steps:
-        prefix = DATA_PARALLEL_PREFIX if facts.data_parallel else ""
+        prefix = _key_prefix(facts.data_parallel)
         stem = next(layer.theirs for layer in layers if layer.kind == "neuron")
         raise GatedLIFFormatError(
             f"{source}: time_steps={time_steps}, but the GLIF layers hold conduct for T={facts.time_steps} "
@@ -599,7 +607,7 @@ def to_gated_lif(model: SpikingNetwork | str, variables: Mapping[str, Any], *,
                                       f"model: {', '.join(differing[:_LIST_LIMIT])}")
     state = _state_from_variables(variables, layers, network, batch_norm, like_state, num_batches_tracked)
     order = list(like_state) if like_state is not None else list(state)
-    prefix = DATA_PARALLEL_PREFIX if data_parallel else ""
+    prefix = _key_prefix(data_parallel)
     return collections.OrderedDict((prefix + key, state[key]) for key in order if key in state)
 
 

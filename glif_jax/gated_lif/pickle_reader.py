@@ -244,7 +244,11 @@ def _resolve(obj: Any, tensor: Callable[[TensorRef], np.ndarray], storage: Calla
     return obj
 
 
-def _read_zip(path: str, archive: zipfile.ZipFile) -> Any:
+Storages = Callable[[StorageRef], np.ndarray]
+
+
+def _read_zip(path: str, archive: zipfile.ZipFile) -> tuple[Any, Storages]:
+    """The unpickled object (tensors as references) and the lookup of its storages' arrays."""
     pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") and name.count("/") == 1]
     if len(pickles) != 1:
         raise GatedLIFFormatError(f"{path}: a zip file, but not one written by torch.save "
@@ -270,10 +274,11 @@ def _read_zip(path: str, archive: zipfile.ZipFile) -> Any:
                                                                 f"{path}:{record}")
         return storages[(ref.key, ref.dtype.str)]
 
-    return _resolve(obj, lambda ref: _materialise(ref, storage(ref.storage), path), storage)
+    return obj, storage
 
 
-def _read_legacy(path: str, file: BinaryIO) -> Any:
+def _read_legacy(path: str, file: BinaryIO) -> tuple[Any, Storages]:
+    """As :func:`_read_zip`, for the format of ``torch.save`` before PyTorch 1.6."""
     magic, _ = _unpickle(file, path)
     if magic != LEGACY_MAGIC_NUMBER:
         raise GatedLIFFormatError(f"{path}: neither a zip archive nor a legacy torch.save file (no magic number)")
@@ -310,7 +315,7 @@ def _read_legacy(path: str, file: BinaryIO) -> Any:
             raise GatedLIFFormatError(f"{path}: view of {numel} elements at {offset} exceeds storage {root_key!r}")
         return root[offset:offset + numel]
 
-    return _resolve(obj, lambda ref: _materialise(ref, storage(ref.storage), path), storage)
+    return obj, storage
 
 
 def read_torch_file(path: str | os.PathLike) -> Any:
@@ -322,18 +327,25 @@ def read_torch_file(path: str | os.PathLike) -> Any:
     and :class:`GatedLIFFormatError` for anything else that is not such a file.
     """
     path = os.fspath(path)
+
+    def resolved(obj: Any, storage: Storages) -> Any:
+        return _resolve(obj, lambda ref: _materialise(ref, storage(ref.storage), path), storage)
+
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                return _read_zip(path, archive)
         with open(path, "rb") as file:
+            if zipfile.is_zipfile(file):
+                file.seek(0)
+                with zipfile.ZipFile(file) as archive:
+                    return resolved(*_read_zip(path, archive))   # while the archive is open
+            file.seek(0)
             if file.read(len(GIT_LFS_POINTER)) == GIT_LFS_POINTER:
                 raise GatedLIFFormatError(f"{path}: a Git LFS pointer, not the checkpoint: fetch the file itself "
                                           "(git lfs pull, or the repository's download link)")
-        if tarfile.is_tarfile(path):
-            raise GatedLIFFormatError(f"{path}: the tar format of PyTorch before 0.4 is not supported")
-        with open(path, "rb") as file:
-            return _read_legacy(path, file)
+            file.seek(0)
+            if tarfile.is_tarfile(file):
+                raise GatedLIFFormatError(f"{path}: the tar format of PyTorch before 0.4 is not supported")
+            file.seek(0)
+            return resolved(*_read_legacy(path, file))
     except RecursionError:
         raise GatedLIFFormatError(f"{path}: the pickled object is nested too deeply (or refers to itself)") from None
     except GatedLIFFormatError:
