@@ -135,6 +135,7 @@ def main() -> int:
             print(err[-3000:], file=sys.stderr)
             raise SystemExit("the uninterrupted run failed")
         print(f"uninterrupted run: {time.perf_counter() - start:.1f} s")
+        expected = final_state(root / "reference")
 
         soaked = root / "soaked"
         kills, during_writes, exits, completed, mismatches = 0, 0, {}, 0, []
@@ -142,7 +143,7 @@ def main() -> int:
         def check_finished_run() -> None:
             nonlocal completed
             completed += 1
-            differing = compare(final_state(root / "reference"), final_state(soaked))
+            differing = compare(expected, final_state(soaked))
             print(f"  soaked run {completed} finished after kill {kills}: "
                   + ("final state BIT-IDENTICAL to the uninterrupted run" if not differing
                      else f"final state DIFFERS in {differing[:5]}"))
@@ -171,10 +172,9 @@ def main() -> int:
               f"over {completed} soaked runs: "
               + ("every final state bit-identical to the uninterrupted run" if not mismatches
                  else f"{len(mismatches)} final states DIFFER"))
-        differing = mismatches
         print(f"total {time.perf_counter() - start:.0f} s; work directories in {root}" if args.keep else
               f"total {time.perf_counter() - start:.0f} s")
-        return 0 if not differing else 1
+        return 0 if not mismatches else 1
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
