@@ -142,6 +142,11 @@ class Checkpointer:
             self._manager = ocp.CheckpointManager(
                 self.directory, options=options, item_names=(STATE_ITEM, META_ITEM, CHECKSUMS_ITEM)
             )
+        if not read_only:
+            # orbax removes a killed save's temporary directories in a background thread that only
+            # its next save waits for; wait now, so that a directory opened for writing is clean
+            # even when this process ends before saving (orbax 0.12 has no public call for it).
+            self._manager._maybe_await_cleanup_tmp_directory()
         best = self.best_step()
         self.best_value = -math.inf if best is None else self._metric(best)
 

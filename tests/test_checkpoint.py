@@ -229,6 +229,20 @@ def test_checkpoint_of_another_model_raises_a_clear_error(tmp_path):
             checkpointer.restore(other)
 
 
+def test_opening_for_writing_removes_a_killed_saves_leftovers_before_it_returns(tmp_path):
+    save_steps(tmp_path, [1])
+    leftover = tmp_path / "2.orbax-checkpoint-tmp"   # what a save killed mid-write leaves
+    (leftover / "state").mkdir(parents=True)
+    (leftover / "state" / "partial").write_bytes(b"0" * 64)
+    with Checkpointer(tmp_path, read_only=True) as reader:   # a reader never deletes
+        assert reader.all_steps() == [1]
+    assert leftover.is_dir()
+    checkpointer = Checkpointer(tmp_path)
+    assert not leftover.exists()
+    assert checkpointer.all_steps() == [1]
+    checkpointer.close()
+
+
 KILLED_SAVER = """
 import os, sys
 import numpy as np
