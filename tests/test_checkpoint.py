@@ -237,10 +237,9 @@ def test_opening_for_writing_removes_a_killed_saves_leftovers_before_it_returns(
     with Checkpointer(tmp_path, read_only=True) as reader:   # a reader never deletes
         assert reader.all_steps() == [1]
     assert leftover.is_dir()
-    checkpointer = Checkpointer(tmp_path)
-    assert not leftover.exists()
-    assert checkpointer.all_steps() == [1]
-    checkpointer.close()
+    with Checkpointer(tmp_path) as checkpointer:
+        assert not leftover.exists()   # removed before the constructor returned
+        assert checkpointer.all_steps() == [1]
 
 
 KILLED_SAVER = """
