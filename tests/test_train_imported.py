@@ -127,6 +127,24 @@ def test_glif_plot_draws_an_imported_checkpoint(npz_files, their_network, tmp_pa
     np.testing.assert_allclose(table.to_numpy(), 1 / (1 + np.exp(-stem_alpha)), rtol=1e-6)
 
 
+@pytest.mark.parametrize("with_config, extra, problem", [
+    (True, ["--config.model.neuron.gates=fuzzy"],
+     "config.model.neuron.gates: expected one of ('soft', 'hard'), got 'fuzzy'"),
+    (True, ["--config.no_such_key=1"], "no_such_key"),
+    (False, [], "an authors' checkpoint needs --config FILE"),
+])
+def test_glif_plot_of_an_imported_checkpoint_reports_a_bad_command_line_in_one_line(npz_files, tmp_path, capsys,
+                                                                                  with_config, extra, problem):
+    config = ["--config", NPZ_CONFIG, *overrides(npz_files["ten"])] if with_config else []
+    with pytest.raises(SystemExit) as exited:
+        cli.plot_main(["glif-plot", FIXTURE, *config, *extra, "--out", str(tmp_path / "figures")])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err[-3000:]
+    assert "glif-plot: error: " in err and problem in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "figures").exists()
+
+
 def test_their_variables_must_fit_the_configured_model(npz_files):
     """Starting from their checkpoint with a config of another width (not adapted through
     ``config_for``) is refused, naming the file, the configured model and a mismatched path."""

@@ -130,11 +130,13 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
     imported = next((arg for arg in argv[1:] if arg.endswith((".pth", ".pth.tar")) and not arg.startswith("-")), None)
     if imported is None:
         sys.exit(analysis_cli.main(argv[1:]))
-    sys.exit(_plot_imported(argv, imported, analysis_cli.main))
+    settings = runtime.configure_for_training(restart=False)
+    sys.exit(_run("glif-plot", lambda args: _plot_imported(args, imported, analysis_cli.main), argv, settings))
 
 
-def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
+def _run(program: str, command: Callable[[list[str]], int | None], argv: list[str],
          speed_settings: list[str] | None = None) -> int:
+    """Runs ``command(argv)``; its exit status (None: 0), or a one-line error and its status."""
     from glif_jax.checkpoint import CheckpointError
     from glif_jax.gated_lif import GatedLIFFormatError
     from glif_jax.workdir import WorkdirError
@@ -146,13 +148,12 @@ def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
     if speed_settings:
         logging.getLogger(program).info("process settings for speed: %s", ", ".join(speed_settings))
     try:
-        command(argv)
+        return command(argv) or 0
     except (UsageError, ConfigError, flags.Error) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         print(f"(see {program} --help)", file=sys.stderr)
         return EXIT_USAGE
-    except (CheckpointError, WorkdirError, FileExistsError, FileNotFoundError, TrainingDiverged,
-            GatedLIFFormatError) as error:
+    except (CheckpointError, WorkdirError, OSError, TrainingDiverged, GatedLIFFormatError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except RunInterrupted as stop:
@@ -162,7 +163,6 @@ def _run(program: str, command: Callable[[list[str]], Any], argv: list[str],
         print(f"{program}: interrupted at once, without a checkpoint (continue from the last one "
               "with --resume=auto)", file=sys.stderr)
         return 130
-    return 0
 
 
 def _setup_logging() -> None:
@@ -303,11 +303,8 @@ def _plot_imported(argv: list[str], checkpoint: str, plot: Callable[[list[str]],
     checkpoints, drawn from a temporary glif-jax run of it."""
     import tempfile
 
-    config_path = _prescan(argv, "config")
-    if not config_path:
-        print("glif-plot: error: an authors' checkpoint needs --config FILE (the experiment it belongs to)",
-              file=sys.stderr)
-        return EXIT_USAGE
+    if not _prescan(argv, "config"):
+        raise UsageError("an authors' checkpoint needs --config FILE (the experiment it belongs to)")
     rest, skip = [], False   # what glif-plot itself reads: all but the checkpoint and --config...
     for arg in argv[1:]:
         if skip:
@@ -316,18 +313,8 @@ def _plot_imported(argv: list[str], checkpoint: str, plot: Callable[[list[str]],
             skip = True
         elif not arg.startswith("--config") and arg != checkpoint:
             rest.append(arg)
-    settings = runtime.configure_for_training(restart=False)
-    _setup_logging()
-    logging.getLogger("glif-plot").info("process settings: %s", ", ".join(settings))
-    from glif_jax.checkpoint import CheckpointError
-    from glif_jax.gated_lif import GatedLIFFormatError
-
     with tempfile.TemporaryDirectory(prefix="glif_imported_") as workdir:
-        try:
-            _imported_run(_file_config(argv, overrides=True), checkpoint, Path(workdir))
-        except (GatedLIFFormatError, CheckpointError, OSError) as error:
-            print(f"glif-plot: error: {error}", file=sys.stderr)
-            return EXIT_FAILURE
+        _imported_run(_file_config(argv, overrides=True), checkpoint, Path(workdir))
         return plot([workdir, *rest])
 
 
