@@ -51,12 +51,17 @@ def run(main, program, *args, capsys):
     return code, out, err
 
 
-def test_glif_eval_of_an_imported_checkpoint_scores_its_network(npz_files, their_network, tmp_path, capsys):
+@pytest.mark.parametrize("keep", [True, False])
+def test_glif_eval_of_an_imported_checkpoint_scores_its_network(npz_files, their_network, tmp_path, capsys,
+                                                                 monkeypatch, keep):
     """The score glif-eval prints is the imported network's on the configured test split
     (computed here from from_gated_lif's model and the data floor's batches), and --workdir
-    keeps the import as a glif-jax run with the width read from the file."""
+    keeps the import as a glif-jax run with the width read from the file; without it nothing
+    is written."""
+    monkeypatch.chdir(tmp_path)
+    workdir = ["--workdir", str(tmp_path / "imported")] if keep else []
     code, out, err = run(cli._eval, "glif-eval", "--from-gated-lif", FIXTURE, "--config", NPZ_CONFIG,
-                         *overrides(npz_files["ten"]), "--workdir", str(tmp_path / "imported"), capsys=capsys)
+                         *overrides(npz_files["ten"]), *workdir, capsys=capsys)
     assert code == 0, err[-3000:]
     result = json.loads(out.strip().splitlines()[-1])["eval"]
     model, variables = their_network
@@ -72,6 +77,10 @@ def test_glif_eval_of_an_imported_checkpoint_scores_its_network(npz_files, their
     assert result["eval_count"] == 12 and result["step"] == 0
     assert result["eval_top1"] == pytest.approx(expected["top1"])
     assert result["eval_loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert ("the imported run is in" in out) == keep
+    if not keep:
+        assert list(tmp_path.iterdir()) == []
+        return
     saved = json.loads((tmp_path / "imported" / "config.json").read_text())
     assert saved["model"]["kwargs"]["width_multiplier"] == pytest.approx(1 / 32)
     assert (tmp_path / "imported" / "checkpoints" / "0" / "state").is_dir()

@@ -250,8 +250,9 @@ def _eval(argv: list[str]) -> None:
 
 
 # ---- the authors' checkpoints ----------------------------------------------------------
-def _imported_run(config: Any, checkpoint: str, workdir: Path) -> tuple[Any, Any]:
-    """Writes ``checkpoint`` as a glif-jax run in ``workdir``; returns (config, experiment)."""
+def _imported_state(config: Any, checkpoint: str) -> tuple[Any, Any, Any, Any]:
+    """``config`` adapted to ``checkpoint``, its run options, the experiment and the state
+    holding the checkpoint's network (:func:`glif_jax.train.imported.initial_state_from`)."""
     from glif_jax.train import imported
     from glif_jax.train.experiment import build_experiment
     from glif_jax.train.train import initial_state
@@ -261,20 +262,17 @@ def _imported_run(config: Any, checkpoint: str, workdir: Path) -> tuple[Any, Any
     options = validate_config(config)
     experiment = build_experiment(config, options)
     imported.check_classes(facts.num_classes, config, experiment, checkpoint)   # before initialising a model
-    imported.import_to_workdir(config, experiment, initial_state(config, experiment), checkpoint, workdir)
-    return config, experiment
+    state = imported.initial_state_from(config, experiment, initial_state(config, experiment), checkpoint)
+    return config, options, experiment, state
 
 
 def _eval_imported(argv: list[str]) -> None:
     """``glif-eval --from-gated-lif FILE --config CONFIG [--workdir DIR]``."""
-    import tempfile
-
     values = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "config of the experiment the checkpoint belongs to",
                                     flag_values=values, sys_argv=argv)
     flags.DEFINE_string("from_gated_lif", None, "the authors' checkpoint (.pth/.pth.tar)", flag_values=values)
-    flags.DEFINE_string("workdir", None, "keep the imported run here (default: a temporary directory)",
-                        flag_values=values)
+    flags.DEFINE_string("workdir", None, "keep the imported run here (default: not kept)", flag_values=values)
     flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
     _parse(values, argv, EVAL_USAGE, base_config=lambda: _file_config(argv))
     if values["config"].value is None:
@@ -286,12 +284,13 @@ def _eval_imported(argv: list[str]) -> None:
     from glif_jax import parallel
 
     parallel.initialize_distributed(force=values.distributed)
-    from glif_jax.train.train import evaluate_checkpoint
+    from glif_jax.train import imported
+    from glif_jax.train.train import evaluate_state
 
-    with tempfile.TemporaryDirectory(prefix="glif_imported_") as scratch:
-        workdir = Path(values.workdir or scratch)
-        config, experiment = _imported_run(_loaded_config(values), checkpoint, workdir)
-        results = evaluate_checkpoint(config, workdir, which="latest", experiment=experiment)
+    config, options, experiment, state = _imported_state(_loaded_config(values), checkpoint)
+    if values.workdir:
+        imported.import_to_workdir(config, state, checkpoint, values.workdir)
+    results = evaluate_state(config, experiment, state, options.strategy)
     print(_summary(f"{checkpoint}, test", results), flush=True)
     if values.workdir:
         print(f"glif-eval: the imported run is in {values.workdir} (glif-plot {values.workdir} --out ...)", flush=True)
@@ -313,8 +312,11 @@ def _plot_imported(argv: list[str], checkpoint: str, plot: Callable[[list[str]],
             skip = True
         elif not arg.startswith("--config") and arg != checkpoint:
             rest.append(arg)
+    from glif_jax.train import imported
+
+    config, _, _, state = _imported_state(_file_config(argv, overrides=True), checkpoint)
     with tempfile.TemporaryDirectory(prefix="glif_imported_") as workdir:
-        _imported_run(_file_config(argv, overrides=True), checkpoint, Path(workdir))
+        imported.import_to_workdir(config, state, checkpoint, workdir)
         return plot([workdir, *rest])
 
 

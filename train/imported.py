@@ -81,15 +81,13 @@ def initial_state_from(config: Any, experiment: Experiment, fresh: TrainState, p
                          opt_state=experiment.optimizer.init(params))
 
 
-def import_to_workdir(config: Any, experiment: Experiment, fresh: TrainState, path: str | Path,
-                      workdir: str | Path) -> Path:
-    """Writes ``workdir/config.json`` and ``workdir/checkpoints/0`` from their checkpoint.
+def import_to_workdir(config: Any, state: TrainState, path: str | Path, workdir: str | Path) -> Path:
+    """Writes ``workdir/config.json`` and ``workdir/checkpoints/0``: a glif-jax run of their checkpoint.
 
-    ``config`` and ``experiment`` as :func:`config_for` and ``build_experiment`` give them;
-    ``fresh`` is the run's initial state (its optimizer state and RNG key complete the
-    checkpoint). The checkpoint's meta names the source file."""
+    ``config`` as :func:`config_for` gives it; ``state`` as :func:`initial_state_from` gives it
+    for that config. The checkpoint's meta names the source file ``path``. Raises
+    ``FileExistsError`` when ``workdir`` already holds checkpoints."""
     workdir = Path(workdir)
-    state = initial_state_from(config, experiment, fresh, path)
     save_config(workdir, config)
     with Checkpointer(workdir / CHECKPOINTS_DIR, keep=1, async_save=False) as checkpointer:
         if checkpointer.all_steps():

@@ -39,7 +39,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
@@ -237,10 +237,7 @@ def _train(config, workdir, experiment, strategy, checkpointer, stop_signals, ho
         ),
         donate_state=True,
     )
-    eval_fn = strategy.compile(
-        functools.partial(steps.eval_step, model=experiment.model, collectives=strategy.collectives,
-                          spike_stats=config.spike_stats)
-    )
+    eval_fn = _compiled_eval_step(config, experiment, strategy)
     state = strategy.put_state(host_state)
     start_epoch, skip = divmod(int(host_state.step), steps_per_epoch)
     epoch_totals = MeanAccumulator.from_totals(meta.get("epoch_sums", {})) if skip else MeanAccumulator()
@@ -427,12 +424,17 @@ def evaluate_checkpoint(
         host_state, _ = checkpointer.restore(initial_state(config, experiment), which=which, step=step)
     finally:
         checkpointer.close()
-    eval_fn = strategy.compile(
-        functools.partial(steps.eval_step, model=experiment.model, collectives=strategy.collectives,
-                          spike_stats=config.spike_stats)
-    )
+    return evaluate_state(config, experiment, host_state, strategy)
+
+
+def evaluate_state(config: Any, experiment: Experiment, host_state: TrainState,
+                   strategy: parallel.DataParallel) -> dict[str, float]:
+    """Evaluates ``host_state`` (a state of ``experiment``'s model, on the host) on the eval split.
+
+    Returns ``{"step", "eval_loss", "eval_top1", "eval_top5", "eval_count"}``.
+    """
     metrics = evaluate(
-        eval_fn,
+        _compiled_eval_step(config, experiment, strategy),
         strategy.put_state(host_state),
         experiment.eval_batches(),
         strategy=strategy,
@@ -440,3 +442,10 @@ def evaluate_checkpoint(
         max_batches=config.eval_steps,
     )
     return {"step": int(host_state.step), **_prefixed("eval", metrics)}
+
+
+def _compiled_eval_step(config: Any, experiment: Experiment, strategy: parallel.DataParallel) -> Callable:
+    return strategy.compile(
+        functools.partial(steps.eval_step, model=experiment.model, collectives=strategy.collectives,
+                          spike_stats=config.spike_stats)
+    )
