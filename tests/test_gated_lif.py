@@ -173,7 +173,7 @@ def test_the_imported_variables_are_float32_numpy_arrays_of_the_model(imported):
     leaves = jax.tree_util.tree_leaves(variables)
     assert all(isinstance(leaf, np.ndarray) and leaf.dtype == np.float32 for leaf in leaves)
     assert model.spec.stem.kernel == 1 and model.time_steps == 2 and model.num_classes == 10
-    exact_model, exact = imported[(WIDE7B, True)]
+    _, exact = imported[(WIDE7B, True)]
     assert exact["params"]["stem"]["neuron"]["alpha"].dtype == np.float64   # their DVS gates
 
 

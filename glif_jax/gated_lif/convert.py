@@ -43,13 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from glif_jax.gated_lif.errors import GatedLIFFormatError
-from glif_jax.gated_lif.layouts import (GATE_NAMES, GLIF_NAMES, NETWORKS, BatchNorm, HeadKeys, Layer, TheirNetwork,
+from glif_jax.gated_lif.layouts import (GLIF_NAMES, NETWORKS, BatchNorm, HeadKeys, Layer, TheirNetwork,
                                         norm_keys, their_layers, their_shapes)
 from glif_jax.gated_lif.pickle_reader import read_torch_file
 from glif_jax.gated_lif.pickle_writer import write_torch_file
 from glif_jax.layers import TDBN_THRESHOLD
 from glif_jax.models import SpikingNetwork, get_model, get_spec, model_options
-from glif_jax.neuron import NeuronConfig
+from glif_jax.neuron import GATE_NAMES, NeuronConfig
 
 DATA_PARALLEL_PREFIX = "module."
 STATE_DICT_KEYS = ("state_dict", "net", "model")
@@ -189,10 +189,10 @@ class _Candidate:
         return "; ".join(lines)
 
 
-def _options_from_stem(network: TheirNetwork, stem_shape: tuple[int, ...]) -> dict[str, Any]:
+def _options_from_stem(network: TheirNetwork, kernel_size: int) -> dict[str, Any]:
     """Options the stem's kernel fixes: the 7B-wideNet's width-changing conv kernel."""
-    if network.name == "wide7b" and len(stem_shape) == 4 and stem_shape[2] in (1, 3):
-        return {"width_change": f"{stem_shape[2]}x{stem_shape[2]}"}
+    if network.name == "wide7b" and kernel_size in (1, 3):
+        return {"width_change": f"{kernel_size}x{kernel_size}"}
     return {}
 
 
@@ -211,7 +211,7 @@ def _try(network: TheirNetwork, state: Mapping[str, np.ndarray], data_parallel: 
                             f"a stem GLIF {conduct_key!r} [T, C] or [T] and a head {head} [classes, features]")
         return candidate
     width_multiplier = stem[0] / network.base_stem_width
-    stem_options = _options_from_stem(network, stem)
+    stem_options = _options_from_stem(network, stem[2])   # [O, I, kh, kw]
     layout_options = {**stem_options, **options}
     time_steps, channel_wise = conduct[0], len(conduct) == 2
     if resnet:
@@ -543,7 +543,7 @@ def _facts_of_model(model: SpikingNetwork | str, variables: Mapping[str, Any],
     if not heads:
         raise GatedLIFFormatError("variables: no head layer (params/head1/kernel)")
     num_classes = _get(params, (f"head{heads[-1]}", "kernel"), "params").shape[-1]
-    layout = {"width_change": f"{stem[0]}x{stem[0]}"} if name == "wide7b" else {}
+    layout = _options_from_stem(network, stem[0])   # [kh, kw, I, O]
     facts = GatedLIFCheckpoint(name, network.their_class, int(num_classes), int(cond[0]),
                                stem[-1] / network.base_stem_width, len(cond) == 2, network.batch_norm,
                                network.data_parallel, network.head_keys, layout)

@@ -45,8 +45,6 @@ GLIF_NAMES: tuple[tuple[str, str], ...] = (
 )
 """(their name, glif-jax name) of every GLIF parameter, in their registration order."""
 
-GATE_NAMES = ("alpha", "beta", "gamma")
-
 HeadKeys = Literal["sequential", "container", "out"]
 BatchNorm = Literal["tdbn", "sync", "plain"]
 
@@ -203,12 +201,12 @@ def _wide_layers(spec: NetworkSpec, num_classes: int) -> list[Layer]:
     return layers
 
 
-def their_layers(network: TheirNetwork, spec: NetworkSpec, num_classes: int,
-                 head_keys: HeadKeys | None = None) -> list[Layer]:
-    """Every layer with parameters of ``spec`` (ours, already width-scaled), in their state dict's order."""
+def their_layers(network: TheirNetwork, spec: NetworkSpec, num_classes: int, head_keys: HeadKeys) -> list[Layer]:
+    """Every layer with parameters of ``spec`` (ours, already width-scaled), in their state dict's order
+    (``head_keys``: how the checkpoint names its ResNet head)."""
     if network.family == "wide":
         return _wide_layers(spec, num_classes)
-    return _resnet_layers(spec, num_classes, head_keys or network.head_keys)
+    return _resnet_layers(spec, num_classes, head_keys)
 
 
 def norm_keys(batch_norm: BatchNorm) -> tuple[str, ...]:
