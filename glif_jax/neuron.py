@@ -403,8 +403,7 @@ def _run(params, inputs, initial, config: NeuronConfig, keep_membranes: bool):
     if config.implementation == "kernel":
         return kernel()
     if cpu_kernel.why_unsupported(config.spike_function, inputs.dtype, dtype) is not None:
-        if not cpu_kernel.available():
-            cpu_kernel.warn_unavailable()
+        cpu_kernel.warn_unavailable()   # only when the kernel is missing
         return xla()
     # "auto": chosen when lowering, so the same function also compiles for GPU and TPU
     return jax.lax.platform_dependent(cpu=kernel, default=xla)

@@ -43,7 +43,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from glif_jax.errors import check_choice
 
 AXIS_NAME = "batch"
-STRATEGY_NAMES = ("none", "pmap", "mesh")
 
 # Environment variables that mean "this process belongs to a multi-process job".
 _DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
@@ -205,11 +204,14 @@ class MeshDataParallel:
         return jax.tree.map(lambda leaf: np.asarray(leaf.addressable_data(0)), tree)
 
 
+_STRATEGIES = {strategy.name: strategy for strategy in (SingleDevice, PmapDataParallel, MeshDataParallel)}
+STRATEGY_NAMES = tuple(_STRATEGIES)   # "none", "pmap", "mesh"
+
+
 def make_strategy(name: str) -> DataParallel:
     """The strategy named by ``config.parallel``: "none" | "pmap" | "mesh" (else
     :class:`~glif_jax.errors.OptionError` naming ``parallel``)."""
-    strategies = {"none": SingleDevice, "pmap": PmapDataParallel, "mesh": MeshDataParallel}
-    return strategies[check_choice("parallel", name, STRATEGY_NAMES)]()
+    return _STRATEGIES[check_choice("parallel", name, STRATEGY_NAMES)]()
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:

@@ -88,7 +88,7 @@ def write_report(path: str | Path, out: str | Path, options: ReportOptions = Rep
             images, num_classes = run_model.eval_batch(config, options.batch_size, options.data_dir)
         except (OSError, ImportError, ValueError) as error:
             data_problem = f"{type(error).__name__}: {error}"
-    model = run_model.model_options(config) if config is not None else None
+    model = ModelOptions.from_config(config.model) if config is not None else None
     order = _network_order(model, num_classes, images)
     layers = neuron_layers(checkpoint.params, order)
     initial = None

@@ -17,11 +17,6 @@ import numpy as np
 from glif_jax import models
 from glif_jax.analysis.extraction import network_order
 
-def model_options(config: Any) -> models.ModelOptions:
-    """The run's ``config.model``, read once; ``.build(num_classes)`` makes the float32 module."""
-    return models.ModelOptions.from_config(config.model)
-
-
 def eval_batch(config: Any, batch_size: int, data_dir: str | None = None) -> tuple[np.ndarray, int]:
     """The first ``batch_size`` real examples of the eval split and the number of classes.
 

@@ -47,11 +47,9 @@ class ModelOptions:
         object.__setattr__(self, "time_steps", check_integer("time_steps", self.time_steps, minimum=1))
         object.__setattr__(self, "channel_wise", check_flag("channel_wise", self.channel_wise))
         object.__setattr__(self, "remat", check_flag("remat", self.remat))
-        initial_values(self.neuron_init)
-        if hasattr(self.neuron_init, "to_dict"):   # a ConfigDict
-            object.__setattr__(self, "neuron_init", self.neuron_init.to_dict())
-        if isinstance(self.neuron_init, Mapping):  # hashable, so the module can be a static argument of jit
-            object.__setattr__(self, "neuron_init", FrozenDict(self.neuron_init))
+        initial_values(self.neuron_init)   # a preset name, or a mapping / ConfigDict of the five values
+        if not isinstance(self.neuron_init, str):   # hashable, so the module can be a static argument of jit
+            object.__setattr__(self, "neuron_init", FrozenDict(_as_dict(self.neuron_init)))
 
     @classmethod
     def from_config(cls, model_config: Any) -> ModelOptions:
