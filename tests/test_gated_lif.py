@@ -280,8 +280,10 @@ def test_wrong_architecture_is_refused_naming_what_the_checkpoint_is():
         from_gated_lif(fixture(RESNET19), model="resnet18")
     with pytest.raises(GatedLIFFormatError, match=r"wrong architecture.*'ms_resnet18'.*'wide7b'"):
         from_gated_lif(fixture(MS_RESNET18), model="wide7b")
-    with pytest.raises(GatedLIFFormatError, match="resnet18, resnet19, ms_resnet18, wide7b only"):
-        from_gated_lif(fixture(RESNET18), model="cifarnet")
+    for convert in (lambda: from_gated_lif(fixture(RESNET18), model="cifarnet"),
+                    lambda: to_gated_lif("cifarnet", {"params": {}, "batch_stats": {}})):
+        with pytest.raises(GatedLIFFormatError, match="model 'cifarnet': .*resnet18, resnet19, ms_resnet18, wide7b only"):
+            convert()
     with pytest.raises(GatedLIFFormatError, match="not a checkpoint of the authors'.*first keys: fc.weight"):
         from_gated_lif({"fc.weight": np.zeros((2, 3), np.float32)})
 

@@ -174,7 +174,7 @@ class _Candidate:
 
     @property
     def problem_count(self) -> int:
-        return len(self.missing) + len(self.unexpected) + len(self.mismatched) + (10 ** 6 if self.reason else 0)
+        return len(self.missing) + len(self.unexpected) + len(self.mismatched)
 
     def describe_problems(self) -> str:
         if self.reason:
@@ -241,6 +241,13 @@ def _try(network: TheirNetwork, state: Mapping[str, np.ndarray], data_parallel: 
     return candidate
 
 
+def _their_network(name: str) -> TheirNetwork:
+    """Their network for glif-jax model ``name``, or an error listing the ones their code has."""
+    if name not in NETWORKS:
+        raise GatedLIFFormatError(f"model {name!r}: the authors' code has networks for {', '.join(NETWORKS)} only")
+    return NETWORKS[name]
+
+
 def _summary(facts: GatedLIFCheckpoint) -> str:
     return (f"their {facts.their_class} (glif-jax {facts.architecture!r}, width multiplier "
             f"{facts.width_multiplier:g}, {facts.num_classes} classes, T={facts.time_steps})")
@@ -249,9 +256,8 @@ def _summary(facts: GatedLIFCheckpoint) -> str:
 def _recognise(state: Mapping[str, np.ndarray], source: str, model: str | None,
                options: Mapping[str, Any]) -> tuple[GatedLIFCheckpoint, list[Layer], dict[str, np.ndarray]]:
     """Which of their networks ``state`` is, its configuration, its layers, and the state without ``module.``."""
-    if model is not None and model not in NETWORKS:
-        raise GatedLIFFormatError(f"model {model!r}: checkpoints of the authors' code exist for "
-                                  f"{', '.join(NETWORKS)} only")
+    if model is not None:
+        _their_network(model)
     state, data_parallel = _strip_data_parallel(state)
     candidates = [_try(network, state, data_parallel,
                        {key: value for key, value in options.items() if key in model_options(network.name)})
@@ -268,11 +274,12 @@ def _recognise(state: Mapping[str, np.ndarray], source: str, model: str | None,
             raise GatedLIFFormatError(f"{source}: does not fit their {requested.network.their_class} "
                                       f"(glif-jax {model!r}): {requested.describe_problems()}")
     if not fitting:
-        closest = min(candidates, key=lambda candidate: candidate.problem_count)
-        if closest.reason:
+        recognised = [candidate for candidate in candidates if not candidate.reason]
+        if not recognised:
             keys = ", ".join(list(state)[:_LIST_LIMIT])
             raise GatedLIFFormatError(f"{source}: not a checkpoint of the authors' ResNet-18/19 (CIFAR), MS-ResNet-18 "
                                       f"(ImageNet) or 7B-wideNet (CIFAR10-DVS); its first keys: {keys}")
+        closest = min(recognised, key=lambda candidate: candidate.problem_count)
         raise GatedLIFFormatError(f"{source}: closest to {_summary(closest.facts)}, but it does not fit: "
                                   f"{closest.describe_problems()}")
     chosen = fitting[0]
@@ -528,9 +535,7 @@ def _facts_of_model(model: SpikingNetwork | str, variables: Mapping[str, Any],
         name = model
     else:
         raise TypeError(f"to_gated_lif: model must be a registry name or a SpikingNetwork, got {type(model).__name__}")
-    if name not in NETWORKS:
-        raise GatedLIFFormatError(f"model {name!r}: the authors' code has networks for {', '.join(NETWORKS)} only")
-    network = NETWORKS[name]
+    network = _their_network(name)
     if isinstance(model, SpikingNetwork):
         if model.neuron.kind != "glif":
             raise GatedLIFFormatError(f"model {name!r} has {model.neuron.kind!r} neurons; their networks hold "
