@@ -103,7 +103,7 @@ def _glif_jax_worker(model: str, batch: int, steps: int, width: float, remat: bo
     config = _config(model, width)
     with config.unlocked():
         config.model.remat = remat
-    network = models.from_config(config.model, MODELS[model][2])
+    network = models.ModelOptions.from_config(config.model).build(MODELS[model][2])
     optimizer = optim.make_optimizer(config.optim, num_epochs=config.num_epochs, steps_per_epoch=100)
     images, labels = _batch_arrays(model, batch, config)
     strategy = parallel.make_strategy("none")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glif_jax.layers.glif import PRESETS, logit
+from glif_jax.layers.spiking import PRESETS, logit
 from glif_jax.layers.tdbn import RESIDUAL_BRANCH_SCALE, TDBN_THRESHOLD
 from glif_jax.models.description import AvgPool, ConvUnit, NetworkSpec, Stage
 from glif_jax.optim import GATES, PRIMITIVES, WEIGHTS, group_of

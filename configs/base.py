@@ -9,12 +9,15 @@ The returned config is locked: overriding a key that does not exist is an error.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
 from glif_jax import models
+from glif_jax.neurons import NeuronConfig
+from glif_jax.neurons import registry as neurons
 from glif_jax.errors import check_choice
 
 # The paper's training recipe table. batch = batch per GPU x GPUs of the paper's runs.
@@ -28,11 +31,33 @@ DVS_RECIPE = dict(base_lr=0.01, num_epochs=200, batch_size=32 * 1, weight_decay=
 CIFAR_DATASETS = ("cifar10", "cifar100")
 
 
+# config types of NeuronConfig's fields whose default is None (a typed placeholder on the command line)
+_NEURON_PLACEHOLDERS = {"surrogate_width": float, "state_dtype": str, "unroll": int}
+
+
 def neuron(**overrides: Any) -> ml_collections.ConfigDict:
-    """`config.model.neuron`: the paper's GLIF (soft learnable gates, rectangular surrogate)."""
-    values = dict(kind="glif", gates="soft", static_gates=False, static_primitives=False,
-                  surrogate="rectangular", surrogate_width=config_dict.placeholder(float))
-    return _with_overrides(values, overrides, "neuron overrides: unknown fields")
+    """`config.model.neuron`: every field of `glif_jax.neurons.NeuronConfig` with its default (the
+    paper's GLIF: soft learnable gates, rectangular surrogate), and `options`: the options of every
+    registered neuron (and of `kind`'s, when it names another) with their defaults, so that each
+    can be set on the command line, e.g. `--config.model.neuron.kind=plif
+    --config.model.neuron.options.decay_input=False`. Options of neurons other than `kind`'s must
+    keep their defaults (checked when the config is read)."""
+    options = dict(overrides.pop("options", None) or {})
+    defaults = {}
+    for field in dataclasses.fields(NeuronConfig):
+        if field.name == "options":
+            continue
+        default = field.default
+        defaults[field.name] = (config_dict.placeholder(_NEURON_PLACEHOLDERS[field.name]) if default is None
+                                else default)
+    section = _with_overrides(defaults, overrides, "neuron overrides: unknown fields")
+    kind_options = neurons.get(section.kind).default_options
+    unknown = sorted(set(options) - set(kind_options))
+    if unknown:
+        raise ValueError(f"neuron overrides: neuron {section.kind!r} has no options {unknown}; "
+                         f"its options: {sorted(kind_options)}")
+    section.options = ml_collections.ConfigDict({**neurons.all_options(), **kind_options, **options})
+    return section
 
 
 def model_kwargs(model: str, **overrides: Any) -> ml_collections.ConfigDict:

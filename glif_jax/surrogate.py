@@ -85,22 +85,25 @@ def get(surrogate: str | Surrogate = "rectangular", width: float | None = None) 
     return Surrogate(surrogate, derivative, float(width))
 
 
-def _heaviside_forward(x: jax.Array, surrogate: Surrogate) -> jax.Array:
-    return (x > 0).astype(x.dtype)
+def _heaviside_forward(x: jax.Array, surrogate: Surrogate, inclusive: bool) -> jax.Array:
+    return ((x >= 0) if inclusive else (x > 0)).astype(x.dtype)
 
 
-def _heaviside_fwd(x, surrogate):
-    return _heaviside_forward(x, surrogate), x
+def _heaviside_fwd(x, surrogate, inclusive):
+    return _heaviside_forward(x, surrogate, inclusive), x
 
 
-def _heaviside_bwd(surrogate, x, grad_spikes):
+def _heaviside_bwd(surrogate, inclusive, x, grad_spikes):
     return (grad_spikes * surrogate(x),)
 
 
-_heaviside = jax.custom_vjp(_heaviside_forward, nondiff_argnums=(1,))
+_heaviside = jax.custom_vjp(_heaviside_forward, nondiff_argnums=(1, 2))
 _heaviside.defvjp(_heaviside_fwd, _heaviside_bwd)
 
 
-def heaviside(x: jax.Array, surrogate: str | Surrogate = "rectangular") -> jax.Array:
-    """``H(x)`` (1 where ``x > 0``, else 0; H(0) = 0) whose gradient is the surrogate's."""
-    return _heaviside(x, get(surrogate))
+def heaviside(x: jax.Array, surrogate: str | Surrogate = "rectangular", *, inclusive: bool = False) -> jax.Array:
+    """``H(x)`` (1 where ``x > 0``, else 0; H(0) = 0) whose gradient is the surrogate's.
+
+    ``inclusive=True`` fires at zero too (1 where ``x >= 0``), as spikingjelly's neurons do.
+    """
+    return _heaviside(x, get(surrogate), bool(inclusive))

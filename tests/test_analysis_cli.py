@@ -32,7 +32,7 @@ from glif_jax.analysis.plots.style import MEDIAN_LABEL, panels, save_figure
 from glif_jax.analysis.runs import load_checkpoint, open_run
 from glif_jax.checkpoint import CheckpointError, Checkpointer
 from glif_jax.workdir import save_config
-from glif_jax.layers.glif import GLIF
+from glif_jax.layers import GLIF
 from glif_jax.neuron import GATE_NAMES, PARAM_NAMES
 from tests.comparison import assert_tree_close
 

@@ -282,7 +282,7 @@ def test_missing_and_unknown_parameter_names(problem):
         glif(without_gamma, x)
     with pytest.raises(ValueError, match=r"unknown \['threshold'\]"):
         glif(dict(params, threshold=jnp.zeros(CHANNELS)), x)
-    with pytest.raises(ValueError, match=r"kind 'lif' needs exactly \('tau', 'v_th'\)"):
+    with pytest.raises(ValueError, match=r"neuron 'lif' needs exactly \('tau', 'v_th'\)"):
         glif(params, x, kind="lif")
     with pytest.raises(TypeError, match="params: expected a mapping"):
         glif([1, 2], x)

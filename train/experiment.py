@@ -85,7 +85,7 @@ def build_experiment(config: Any, options: RunOptions) -> Experiment:
     schedules = optim.learning_rates(options.optimizer, **optim_args)
     return Experiment(
         model=options.model.build(train_info.num_classes, dtype=compute_dtype(config), bn_axis_name=options.strategy.bn_axis_name),
-        optimizer=optim.make_optimizer(options.optimizer, **optim_args),
+        optimizer=optim.make_optimizer(options.optimizer, neuron=options.model.neuron, **optim_args),
         num_classes=train_info.num_classes,
         input_shape=tuple(train_info.input_shape),
         steps_per_epoch=steps_per_epoch,

@@ -1,34 +1,32 @@
-"""Where every gate and primitive starts (the GLIF paper's neuron equations, "Initialisation"), known by construction.
+"""Where every neuron parameter starts, known by construction (the GLIF paper's neuron equations, "Initialisation").
 
-Primitives start at one constant of the preset (``tau`` 0.25, ``v_th`` 0.5, ... for
-"cifar"); gates start at ``sigmoid(U[-r, r))`` per entry (``r = 0.2``: values in
-``[0.4502, 0.5498)``). So the starting distribution over channels is known without
-re-initialising a model: its range, median and quartiles are exact population values.
+A constant parameter starts at one value (GLIF's primitives: ``tau`` 0.25, ``v_th`` 0.5, ... for
+"cifar"); a uniformly initialised one at ``constraint(U[low, high))`` per entry (GLIF's gates:
+``sigmoid(U[-0.2, 0.2))``, values in ``[0.4502, 0.5498)``). So the starting distribution over
+channels is known without re-initialising a model: its range, median and quartiles are exact
+population values (the constraints are increasing).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Mapping
+from typing import Any, Mapping
 
-from glif_jax.layers.glif import GLIF, initial_values
-from glif_jax.neuron import GATE_NAMES
+from glif_jax.layers import initial_values
+from glif_jax.neurons import scopes
+from glif_jax.neurons.glif import GATE_INIT_RANGE
+from glif_jax.neurons.interface import Uniform
 
-DEFAULT_GATE_INIT_RANGE: float = GLIF.gate_init_range
-"""The GLIF layer's default gate logit range r (gate logits ~ U[-r, r))."""
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+DEFAULT_GATE_INIT_RANGE: float = GATE_INIT_RANGE
+"""GLIF's gate logit range r (gate logits ~ U[-r, r))."""
 
 
 @dataclasses.dataclass(frozen=True)
 class InitialDistribution:
-    """The distribution over channels of one parameter at initialisation (values in (0, 1)).
+    """The distribution over channels of one parameter at initialisation (constrained values).
 
-    ``low == high`` (and median, quartiles equal) for a constant primitive; a gate's
-    ``[low, high)`` is the sigmoid of the uniform logit range.
+    ``low == high`` (and median, quartiles equal) for a constant parameter; a uniformly
+    initialised one's ``[low, high)`` is the constraint of the uniform raw range.
     """
 
     low: float
@@ -46,27 +44,37 @@ def initial_distributions(
     names: tuple[str, ...],
     neuron_init: str | Mapping[str, float] = "cifar",
     *,
-    gate_init_range: float = DEFAULT_GATE_INIT_RANGE,
+    gate_init_range: float | None = None,
+    neuron: Any = None,
 ) -> dict[str, InitialDistribution]:
     """``{name: InitialDistribution}`` for the parameter ``names`` of a model.
 
     Args:
-      names: parameter names (from :data:`glif_jax.neuron.PARAM_NAMES`).
-      neuron_init: the GLIF preset (a name of ``glif_jax.layers.PRESETS``) or explicit
-        primitive values (``config.model.init``); no preset depends on T (``cond`` starts at one
-        value for every step).
-      gate_init_range: r of the gate logits ``U[-r, r)``.
+      names: parameter names of the neuron.
+      neuron_init: a preset (a name of ``glif_jax.layers.PRESETS``) or explicit values
+        (``config.model.init``); no preset depends on T (a per-time-step parameter starts at
+        one value for every step).
+      gate_init_range: r of a ``U[-r, r)`` initialisation of the gates (None: the neuron's own).
+      neuron: a Neuron, NeuronConfig or name (default GLIF).
     """
-    primitives = initial_values(neuron_init)
+    resolved = scopes.resolve(neuron) or scopes.resolve("glif")
+    starts = initial_values(neuron_init, resolved)
     result = {}
     for name in names:
-        if name in GATE_NAMES:
-            result[name] = InitialDistribution(
-                low=_sigmoid(-gate_init_range), high=_sigmoid(gate_init_range), median=0.5,
-                lower_quartile=_sigmoid(-gate_init_range / 2), upper_quartile=_sigmoid(gate_init_range / 2))
-        elif name in primitives:
-            value = float(primitives[name])
-            result[name] = InitialDistribution(value, value, value, value, value)
+        if name not in starts:
+            raise ValueError(f"names: unknown parameter {name!r} of neuron {resolved.name!r}")
+        parameter = resolved.parameter(name)
+        start = starts[name]
+        if isinstance(start, Uniform):
+            if gate_init_range is not None and parameter.group == "gates":
+                start = Uniform(-gate_init_range, gate_init_range)
+
+            def value(fraction: float) -> float:
+                return parameter.constrain.scalar(start.low + fraction * (start.high - start.low))
+
+            result[name] = InitialDistribution(low=value(0.0), high=value(1.0), median=value(0.5),
+                                               lower_quartile=value(0.25), upper_quartile=value(0.75))
         else:
-            raise ValueError(f"names: unknown GLIF parameter {name!r}")
+            constant = float(start)
+            result[name] = InitialDistribution(constant, constant, constant, constant, constant)
     return result

@@ -11,7 +11,9 @@ import dataclasses
 import re
 from typing import Sequence
 
-from glif_jax.neuron import GATE_NAMES
+from glif_jax.neurons import scopes
+from glif_jax.neurons.glif import GATES, PRIMITIVES
+from glif_jax.neurons.interface import Parameter
 
 LAYER_NAME_KEY = (
     "sXbY = stage X, block Y;  n1, n2 = 1st, 2nd neuron inside the block;\n"
@@ -49,34 +51,44 @@ def readable_names(paths: Sequence[str]) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class ParameterLabel:
-    """How a GLIF parameter is shown: plain symbol, matplotlib mathtext, and its meaning (the GLIF paper's neuron equations)."""
+    """How a neuron parameter is shown: plain symbol, matplotlib mathtext, its meaning, its group."""
 
     name: str      # the parameter's leaf name ("alpha", "v_th", ...)
     symbol: str    # plain text ("α", "V_th")
     math: str      # mathtext ("$\\alpha$", "$V_{th}$")
     meaning: str   # what the value controls
-
-    @property
-    def group(self) -> str:
-        return "gate" if self.name in GATE_NAMES else "primitive"
+    group: str = "primitive"        # "gate" | "primitive" | "weight" (the optimiser group, singular)
+    constraint: str = "sigmoid"     # how the stored value maps to the value shown
+    per_time_step: bool = False     # a leading time axis (GLIF's conductance)
 
     @property
     def title(self) -> str:
         """Panel title, e.g. ``"α: leak — exponential (1) vs linear (0)"`` in mathtext."""
-        return f"{self.math}: {self.meaning}"
+        return f"{self.math}: {self.meaning}" if self.meaning else self.math
+
+    @property
+    def axis_label(self) -> str:
+        """``"α (after sigmoid)"``: the value and the constraint that produced it."""
+        return self.math + ("" if self.constraint == "identity" else f" (after {self.constraint})")
 
 
-PARAMETER_LABELS: dict[str, ParameterLabel] = {
-    label.name: label
-    for label in (
-        ParameterLabel("alpha", "α", r"$\alpha$", "leak — exponential (1) vs linear (0)"),
-        ParameterLabel("beta", "β", r"$\beta$", "integration — conductance-scaled (1) vs plain input (0)"),
-        ParameterLabel("gamma", "γ", r"$\gamma$", "reset — hard (1) vs soft (0)"),
-        ParameterLabel("tau", "τ_exp", r"$\tau_{exp}$", "exponential decay factor"),
-        ParameterLabel("lam", "τ_lin", r"$\tau_{lin}$", "linear decay per time step"),
-        ParameterLabel("v_th", "V_th", r"$V_{th}$", "firing threshold"),
-        ParameterLabel("v_re", "V_re", r"$V_{re}$", "soft-reset amount"),
-        ParameterLabel("cond", "g^t", r"$g^t$", "conductance at time step t"),
-    )
-}
-"""One label per name of :data:`glif_jax.neuron.PARAM_NAMES`, in that order."""
+def label_of(parameter: Parameter) -> ParameterLabel:
+    """The label of a neuron's declared :class:`~glif_jax.neurons.Parameter`."""
+    return ParameterLabel(parameter.name, parameter.label, parameter.math_label, parameter.meaning,
+                          group=parameter.group.rstrip("s"), constraint=parameter.constraint,
+                          per_time_step=parameter.per_time_step)
+
+
+def parameter_label(name: str, neuron=None) -> ParameterLabel:
+    """The label of parameter ``name`` of ``neuron`` (a Neuron, NeuronConfig or name; default GLIF)."""
+    resolved = scopes.resolve(neuron) if neuron is not None else None
+    if resolved is None:
+        return PARAMETER_LABELS.get(name) or ParameterLabel(name, name, name, "")
+    try:
+        return label_of(resolved.parameter(name))
+    except KeyError:
+        return ParameterLabel(name, name, name, "")
+
+
+PARAMETER_LABELS: dict[str, ParameterLabel] = {parameter.name: label_of(parameter) for parameter in GATES + PRIMITIVES}
+"""GLIF's parameters' labels, in the order of its parameters (gates, then primitives)."""

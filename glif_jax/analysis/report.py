@@ -26,7 +26,8 @@ from typing import Callable, Sequence
 from glif_jax.analysis import run_model
 from glif_jax.analysis.extraction import NeuronLayer, neuron_layers
 from glif_jax.analysis.initial import initial_distributions
-from glif_jax.analysis.plots.distributions import plot_conductance, plot_gates, plot_primitives
+from glif_jax.analysis.plots.distributions import (per_time_step_labels, plot_conductance, plot_gates,
+                                                   plot_primitives)
 from glif_jax.analysis.plots.evolution import plot_evolution
 from glif_jax.analysis.plots.firing import plot_firing_rates
 from glif_jax.analysis.plots.style import save_figure
@@ -90,23 +91,28 @@ def write_report(path: str | Path, out: str | Path, options: ReportOptions = Rep
             data_problem = f"{type(error).__name__}: {error}"
     model = ModelOptions.from_config(config.model) if config is not None else None
     order = _network_order(model, num_classes, images)
-    layers = neuron_layers(checkpoint.params, order)
+    neuron = model.neuron if model is not None else None
+    layers = neuron_layers(checkpoint.params, order, neuron=neuron)
     initial = None
     if model is not None:
-        initial = initial_distributions(tuple(layers[0].values), model.neuron_init)
+        initial = initial_distributions(tuple(layers[0].values), model.neuron_init, neuron=neuron)
     label = _run_label(run, checkpoint)
     hard_gates = model is not None and model.neuron.gates == "hard"
 
-    save(plot_gates(layers, initial=initial, run_label=label, hard_gates=hard_gates), "gates")
-    save(plot_primitives(layers, initial=initial, run_label=label), "primitives")
-    if "cond" in layers[0].values:
-        save(plot_conductance(layers, initial=initial, run_label=label), "conductance")
+    groups = {parameter.group for layer in layers for parameter in layer.parameters() if not parameter.per_time_step}
+    if "gates" in groups:
+        save(plot_gates(layers, initial=initial, run_label=label, hard_gates=hard_gates), "gates")
+    if "primitives" in groups:
+        save(plot_primitives(layers, initial=initial, run_label=label), "primitives")
+    for timed in per_time_step_labels(layers):
+        stem = "conductance" if timed.name == "cond" else f"{timed.name}_per_step"   # GLIF's g^t keeps its file name
+        save(plot_conductance(layers, initial=initial, run_label=label, name=timed.name), stem)
     for table_format in (".csv", ".json"):
         written.append(write_table(values_table(layers, step=run.selected.step, checkpoint=run.selected.kind),
                                    out / f"learned_values{table_format}"))
         say(f"wrote {written[-1]}")
 
-    snapshots, summaries, x_label = _history(run, checkpoint, order)
+    snapshots, summaries, x_label = _history(run, checkpoint, order, neuron)
     for table_format in (".csv", ".json"):
         written.append(write_table(summaries, out / f"learned_summary{table_format}"))
         say(f"wrote {written[-1]}")
@@ -140,7 +146,7 @@ def _network_order(model: ModelOptions | None, num_classes: int | None, images) 
     return run_model.model_order(model, num_classes or 10, images)
 
 
-def _history(run: Run, selected: LoadedCheckpoint, order: Sequence[str] | None):
+def _history(run: Run, selected: LoadedCheckpoint, order: Sequence[str] | None, neuron=None):
     """(x, layers) of every checkpoint, their summary table, and the x label ("epoch" | "step")."""
     loaded: list[LoadedCheckpoint] = []
     for ref in run.checkpoints:
@@ -149,7 +155,7 @@ def _history(run: Run, selected: LoadedCheckpoint, order: Sequence[str] | None):
     snapshots: list[tuple[float, list[NeuronLayer]]] = []
     tables = []
     for checkpoint in loaded:
-        layers = neuron_layers(checkpoint.params, order)
+        layers = neuron_layers(checkpoint.params, order, neuron=neuron)
         x = checkpoint.epoch if by_epoch else float(checkpoint.ref.step)
         snapshots.append((x, layers))
         tables.append(summary_table(layers, step=checkpoint.ref.step, epoch=checkpoint.epoch,

@@ -1,4 +1,4 @@
-"""Tidy tables (one row per value) of learned GLIF parameters and firing rates, for pandas.
+"""Tidy tables (one row per value) of learned neuron parameters and firing rates, for pandas.
 
     frame = values_table(neuron_layers(params, order), step=1000)
     write_table(frame, "learned_values.csv")        # or .json (records); pandas.read_csv / read_json
@@ -6,7 +6,8 @@
 Columns of :func:`values_table`: ``layer_index`` (network order), ``layer`` (short name),
 ``path`` (module path), ``parameter`` (leaf name), ``symbol`` (α, V_th, ...), ``group``
 ("gate" | "primitive"), ``channel`` and ``time_step`` (nullable integers: empty for
-layer-wise values / for everything but ``cond``), ``value`` (constrained, in (0, 1)), then
+layer-wise values / for parameters not per time step, i.e. all of GLIF's but ``cond``),
+``value`` (constrained: what the neuron uses), then
 any extra constant columns given (e.g. ``step``). pandas is imported on first use.
 """
 
@@ -18,16 +19,16 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from glif_jax.analysis.extraction import NeuronLayer
-from glif_jax.analysis.naming import PARAMETER_LABELS, readable_names
+from glif_jax.analysis.naming import label_of, readable_names
 from glif_jax.extras import require
 
 TABLE_FORMATS = (".csv", ".json")
 
 
-def _value_rows(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
+def _value_rows(per_time_step: bool, values: np.ndarray) -> dict[str, np.ndarray]:
     """Columns for one parameter of one layer: channel, time_step, value (flattened)."""
     values = np.asarray(values, np.float64)
-    if name == "cond":
+    if per_time_step:
         time_steps = values.shape[0]
         channels = values.shape[1] if values.ndim == 2 else None
         time_index = np.repeat(np.arange(time_steps), channels or 1)
@@ -49,9 +50,9 @@ def values_table(layers: Sequence[NeuronLayer], **constants: Any):
 
     frames = []
     for layer in layers:
-        for name, values in layer.values.items():
-            label = PARAMETER_LABELS[name]
-            columns = _value_rows(name, values)
+        for parameter in layer.parameters():
+            name, values, label = parameter.name, layer.values[parameter.name], label_of(parameter)
+            columns = _value_rows(label.per_time_step, values)
             frame = pd.DataFrame({
                 "layer_index": layer.index, "layer": layer.name, "path": layer.path, "parameter": name,
                 "symbol": label.symbol, "group": label.group, **columns,
@@ -67,17 +68,18 @@ def values_table(layers: Sequence[NeuronLayer], **constants: Any):
 
 def summary_table(layers: Sequence[NeuronLayer], **constants: Any):
     """Per layer and parameter: ``count, mean, min, q1, median, q3, max`` over channels
-    (``cond``: over channels and time steps), as a ``pandas.DataFrame``."""
+    (per-time-step ones, GLIF's ``cond``: over channels and time steps), as a ``pandas.DataFrame``."""
     pd = require("pandas", "plot", "The glif-plot tables")
 
     rows = []
     for layer in layers:
-        for name, values in layer.values.items():
-            flat = np.asarray(values, np.float64).reshape(-1)
+        for parameter in layer.parameters():
+            name, label = parameter.name, label_of(parameter)
+            flat = np.asarray(layer.values[name], np.float64).reshape(-1)
             q1, median, q3 = np.quantile(flat, [0.25, 0.5, 0.75])
             rows.append({
                 "layer_index": layer.index, "layer": layer.name, "path": layer.path, "parameter": name,
-                "symbol": PARAMETER_LABELS[name].symbol, "group": PARAMETER_LABELS[name].group,
+                "symbol": label.symbol, "group": label.group,
                 "count": flat.size, "mean": flat.mean(), "min": flat.min(), "q1": q1, "median": median,
                 "q3": q3, "max": flat.max(), **constants,
             })

@@ -19,7 +19,7 @@ from glif_jax.layers import frames_time_first, mean_over_time, repeat_over_time,
 from glif_jax.models.blocks import RESIDUAL_BLOCKS, ConvNormNeuron, SEWBlock, rematerialised
 from glif_jax.models.description import AvgPool, ConvUnit, NetworkSpec, Stage
 from glif_jax.models.layer_settings import LayerSettings
-from glif_jax.neuron import NeuronConfig
+from glif_jax.neurons import NeuronConfig
 
 
 class SpikingNetwork(nn.Module):

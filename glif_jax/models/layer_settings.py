@@ -1,7 +1,7 @@
 """How every layer of a network is made: neuron, normalisation, weight init, dtype (the paper's architectures).
 
 One :class:`LayerSettings` travels through the builder and the blocks, so the choices that
-are the same for every layer of a model (neuron kind, channel-wise or layer-wise, GLIF
+are the same for every layer of a model (neuron kind, channel-wise or layer-wise, neuron
 initialisation, tdBN or plain BN, compute dtype, the data-parallel axis of BN statistics)
 are made in one place, and so is the weight initialisation of the paper's architectures:
 convs Kaiming-normal (fan_out, ReLU gain, untruncated), BN weight 1 / bias 0,
@@ -16,8 +16,8 @@ from typing import Any, Literal, Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
-from glif_jax.layers import GLIF, TdBatchNorm, plain_batch_norm
-from glif_jax.neuron import NeuronConfig
+from glif_jax.layers import SpikingLayer, TdBatchNorm, plain_batch_norm
+from glif_jax.neurons import NeuronConfig
 
 CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")   # torch kaiming_normal_(fan_out, relu)
 LINEAR_INIT = nn.initializers.normal(stddev=0.01)
@@ -28,9 +28,9 @@ BIAS_INIT = nn.initializers.zeros
 class LayerSettings:
     """Per-model layer choices; the methods build one layer each (call them inside ``nn.compact``).
 
-    neuron: the GLIF layers' computation (kind, gate mode, surrogate, ...).
+    neuron: the spiking layers' neuron and computation (kind, options, gate mode, surrogate, ...).
     channel_wise: one value per channel (True, the paper's "CW") or per layer.
-    neuron_init: GLIF initial values: a preset of ``glif_jax.layers.PRESETS`` or explicit values.
+    neuron_init: the neurons' initial values: a preset of ``glif_jax.layers.PRESETS`` or explicit values.
     norm: "tdbn" (the paper's tdBN and time-merging conventions) or "batchnorm" (plain, k · V = 1).
     dtype: compute dtype of convs, BN outputs and linears (parameters stay float32).
     bn_axis_name: mapped axis over which batch statistics are averaged (data parallel).
@@ -60,9 +60,9 @@ class LayerSettings:
             return plain_batch_norm(**options)
         return TdBatchNorm(k=k, **options)
 
-    def spiking_neuron(self, name: str | None = None) -> GLIF:
-        """A GLIF layer on ``[T, ..., C]``."""
-        return GLIF(neuron=self.neuron, channel_wise=self.channel_wise, neuron_init=self.neuron_init,
+    def spiking_neuron(self, name: str | None = None) -> SpikingLayer:
+        """A spiking layer of the model's neuron on ``[T, ..., C]``."""
+        return SpikingLayer(neuron=self.neuron, channel_wise=self.channel_wise, neuron_init=self.neuron_init,
                     name=name)
 
     def dense(self, features: int, use_bias: bool = False, name: str | None = None) -> nn.Dense:

@@ -1,18 +1,21 @@
-"""A model up to its class count: ``config.model`` read once and checked (:class:`ModelOptions`)."""
+"""Building a model: :func:`get_model` by name and arguments, or :meth:`ModelOptions.from_config`
+reading ``config.model`` once and checking it (both make a :class:`ModelOptions`, then ``build``)."""
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Mapping
 
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from glif_jax.errors import OptionError, check_flag, check_integer
-from glif_jax.layers.glif import initial_values
+from glif_jax.layers import initial_values
 from glif_jax.models.builder import SpikingNetwork
 from glif_jax.models.description import NetworkSpec
-from glif_jax.neuron import NeuronConfig
+from glif_jax.models.registry import get_spec
+from glif_jax.neurons import NeuronConfig, registry as neuron_registry
 
 @dataclasses.dataclass(frozen=True)
 class ModelOptions:
@@ -47,7 +50,7 @@ class ModelOptions:
         object.__setattr__(self, "time_steps", check_integer("time_steps", self.time_steps, minimum=1))
         object.__setattr__(self, "channel_wise", check_flag("channel_wise", self.channel_wise))
         object.__setattr__(self, "remat", check_flag("remat", self.remat))
-        initial_values(self.neuron_init)   # a preset name, or a mapping / ConfigDict of the five values
+        initial_values(self.neuron_init, self.neuron)   # a preset name, or a mapping / ConfigDict of values
         if not isinstance(self.neuron_init, str):   # hashable, so the module can be a static argument of jit
             object.__setattr__(self, "neuron_init", FrozenDict(_as_dict(self.neuron_init)))
 
@@ -59,8 +62,6 @@ class ModelOptions:
         ``config.model`` (e.g. ``kwargs.width_multiplier``, ``neuron.gates``, ``init``). A
         ``ModelOptions`` is returned as is.
         """
-        from glif_jax.models.registry import get_spec
-
         if isinstance(model_config, cls):
             return model_config
         if not hasattr(model_config, "get"):
@@ -72,7 +73,7 @@ class ModelOptions:
         except (TypeError, ValueError) as error:   # a model function's own check of its options
             raise OptionError("kwargs", str(error)) from None
         try:
-            neuron = NeuronConfig(**_as_dict(model_config.get("neuron", None)))
+            neuron = neuron_config(_as_dict(model_config.get("neuron", None)))
         except OptionError as error:
             raise error.within("neuron") from None
         except TypeError as error:   # an unknown field
@@ -91,6 +92,62 @@ class ModelOptions:
         return SpikingNetwork(spec=self.spec, num_classes=num_classes, time_steps=self.time_steps,
                               neuron=self.neuron, channel_wise=self.channel_wise, neuron_init=self.neuron_init,
                               dtype=dtype, bn_axis_name=bn_axis_name, remat=self.remat)
+
+
+def neuron_config(section: Mapping[str, Any]) -> NeuronConfig:
+    """The :class:`NeuronConfig` of ``config.model.neuron``.
+
+    Its ``options`` section may hold the options of every registered neuron (the configs list
+    them all, so that each can be set on the command line); those of other neurons than
+    ``kind``'s must keep their defaults, else the option is named as not one of this neuron's.
+    """
+    section = dict(section)
+    options = _as_dict(section.pop("options", None))
+    neuron = neuron_registry.get(section.get("kind", NeuronConfig.kind))
+    own = neuron.default_options
+    others = neuron_registry.all_options()
+    chosen = {}
+    for name, value in options.items():
+        if name in own:
+            chosen[name] = value
+        elif name in others and _same(value, others[name]):
+            continue   # another neuron's option, left at its default
+        else:
+            raise OptionError(f"options.{name}", f"neuron {neuron.name!r} has no option {name!r} "
+                                                 f"(its options: {', '.join(own) or 'none'})")
+    return NeuronConfig(**section, options=chosen)
+
+
+def _same(value: Any, default: Any) -> bool:
+    return value is default or (type(value) is type(default) and value == default)
+
+
+def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronConfig = NeuronConfig(),
+              channel_wise: bool = True, neuron_init: str | Mapping[str, Any] = "cifar", dtype: Any = jnp.float32,
+              bn_axis_name: str | None = None, remat: bool = False, init: str | Mapping[str, Any] | None = None,
+              **options: Any) -> SpikingNetwork:
+    """Model ``name`` as a Flax module: ``module.apply(variables, x, train) -> logits [B, num_classes]``.
+
+    x: static images ``[B, H, W, C]`` (repeated over time inside) or event frames
+    ``[B, T, H, W, C]``. Collections: ``params`` and ``batch_stats``. ``options`` are the
+    model's options of :func:`~glif_jax.models.get_spec` (e.g. ``width_multiplier=0.25``,
+    ``width_change="1x1"`` for wide7b). ``neuron``: every spiking layer's neuron
+    (:class:`~glif_jax.neurons.NeuronConfig`, e.g. ``NeuronConfig(kind="plif")``).
+    ``neuron_init``: the neurons' initial values, a preset of ``glif_jax.layers.PRESETS`` or a
+    mapping of parameter values (``config.model.init``); ``init`` is its earlier name, still
+    accepted with a ``DeprecationWarning``.
+    ``remat``: recompute normalisations and neurons in the backward pass instead of keeping
+    them (same results, less memory under a memory-aware XLA scheduler; :class:`SpikingNetwork`).
+    """
+    if init is not None:
+        if neuron_init != "cifar" and neuron_init != init:
+            raise ValueError(f"get_model({name!r}): give neuron_init only (init is its deprecated name)")
+        warnings.warn("get_model(init=...) is deprecated; the argument is now called neuron_init",
+                      DeprecationWarning, stacklevel=2)
+        neuron_init = init
+    model = ModelOptions(spec=get_spec(name, **options), time_steps=time_steps, neuron=neuron,
+                         channel_wise=channel_wise, neuron_init=neuron_init, remat=remat)
+    return model.build(num_classes, dtype=dtype, bn_axis_name=bn_axis_name)
 
 
 def _as_config_key(error: OptionError) -> OptionError:

@@ -37,14 +37,16 @@ def torch_sgd(
 
 def make_optimizer(
     optim_config: Any, *, num_epochs: int, steps_per_epoch: int, neuron_scopes: Collection[str] | None = None,
+    neuron: Any = None,
 ) -> optax.GradientTransformation:
     """The paper's optimiser: one `torch_sgd` per group, each with its own cosine schedule.
 
     `optim_config`: an `OptimizerOptions`, or `config.optim` to read as one.
     weights: weight_decay; primitives and gates: no weight decay (the paper's training recipe). The
-    gates and primitives are the parameters of the GLIF layers, by name (`param_labels`, which
-    finds the layers in the parameter tree unless `neuron_scopes` names them); schedules are
-    those of `learning_rates`.
+    gates and primitives are the neuron layers' parameters that their neuron declares in those
+    groups (`param_labels`, which finds the layers of `neuron` — default: any registered neuron —
+    in the parameter tree unless `neuron_scopes` names them); schedules are those of
+    `learning_rates`.
     """
     options = OptimizerOptions.from_config(optim_config)
     schedules = learning_rates(options, num_epochs=num_epochs, steps_per_epoch=steps_per_epoch)
@@ -58,5 +60,5 @@ def make_optimizer(
         )
         for group in schedules
     }
-    labels = param_labels if neuron_scopes is None else functools.partial(param_labels, neuron_scopes=neuron_scopes)
+    labels = functools.partial(param_labels, neuron_scopes=neuron_scopes, neuron=neuron)
     return optax.partition(transforms, labels)

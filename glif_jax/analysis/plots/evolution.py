@@ -12,9 +12,8 @@ from matplotlib.lines import Line2D
 
 from glif_jax.analysis.extraction import NeuronLayer
 from glif_jax.analysis.initial import InitialDistribution
-from glif_jax.analysis.naming import LAYER_NAME_KEY, PARAMETER_LABELS
+from glif_jax.analysis.naming import LAYER_NAME_KEY, label_of
 from glif_jax.analysis.plots import style
-from glif_jax.neuron import PARAM_NAMES
 
 Snapshot = tuple[float, Sequence[NeuronLayer]]   # (x: epoch or step, layers of that checkpoint)
 
@@ -26,7 +25,7 @@ def _quartiles(values: np.ndarray) -> tuple[float, float, float]:
 
 def plot_evolution(snapshots: Sequence[Snapshot], *, initial: Mapping[str, InitialDistribution] | None = None,
                    x_label: str = "epoch", run_label: str = "") -> Figure:
-    """One panel per parameter of the neuron kind (``cond`` pooled over time steps), one line per
+    """One panel per parameter of the neuron (per-time-step ones pooled over time steps), one line per
     layer: median over channels vs ``x`` with the interquartile range as error bars (layers
     dodged slightly along x); with ``initial`` the lines start at x = 0 from the initial
     distribution (known by construction).
@@ -41,7 +40,8 @@ def plot_evolution(snapshots: Sequence[Snapshot], *, initial: Mapping[str, Initi
     for x, layers in snapshots:
         if [layer.name for layer in layers] != reference:
             raise ValueError(f"snapshots: the checkpoint at {x_label} {x:g} has other layers than the first one")
-    names = [name for name in PARAM_NAMES if name in snapshots[0][1][0].values]
+    labels = [label_of(parameter) for parameter in snapshots[0][1][0].parameters()]
+    names = [label.name for label in labels]
     columns = min(4, len(names))
     rows = -(-len(names) // columns)
     figure, axes = style.new_figure(rows, columns, layers=len(reference), panel_height=2.9,
@@ -50,12 +50,12 @@ def plot_evolution(snapshots: Sequence[Snapshot], *, initial: Mapping[str, Initi
     xs_all = [0.0] * bool(initial) + [float(x) for x, _ in snapshots]
     spacing = (max(xs_all) - min(xs_all)) / max(len(xs_all) - 1, 1) or 1.0
     offsets = spacing * 0.3 * (np.linspace(-0.5, 0.5, len(reference)) if len(reference) > 1 else np.zeros(1))
-    for ax, name in zip(axes.ravel(), names):
-        label = PARAMETER_LABELS[name]
+    for ax, label in zip(axes.ravel(), labels):
+        name = label.name
         style.mark_panel(ax, name)
-        pooled = " (pooled over t)" if name == "cond" else ""
-        ax.set_title(f"{label.math}: {label.meaning}{pooled}", loc="left", fontsize="small", wrap=True)
-        ax.set_ylabel(f"{label.math} (after sigmoid)")
+        pooled = " (pooled over t)" if label.per_time_step else ""
+        ax.set_title(f"{label.title}{pooled}", loc="left", fontsize="small", wrap=True)
+        ax.set_ylabel(label.axis_label)
         start = (initial or {}).get(name)
         for index, color in enumerate(colors):
             xs, q1s, medians, q3s = [], [], [], []
@@ -89,6 +89,6 @@ def plot_evolution(snapshots: Sequence[Snapshot], *, initial: Mapping[str, Initi
                   title="layer (input → output)", title_fontsize="small")
     if style.uses_abbreviations(reference):
         figure.supxlabel("layers: " + LAYER_NAME_KEY, fontsize="x-small", color="dimgray")
-    style.suptitle(figure, "Evolution of the learned gates and primitives during training, per layer"
+    style.suptitle(figure, "Evolution of the learned neuron parameters during training, per layer"
                     + (f"\n{run_label}" if run_label else ""))
     return figure
