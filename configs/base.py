@@ -180,12 +180,13 @@ def cifar(
 def cifar_npz(
     model: str, time_steps: int, *, num_epochs: int, train_path: str | None = None,
     eval_path: str | None = None, model_overrides: dict[str, Any] | None = None,
+    neuron_overrides: dict[str, Any] | None = None,
 ) -> ml_collections.ConfigDict:
     """The CIFAR-10 recipe on local `.npz` files (dataset "npz", CIFAR-10 normalisation).
 
     Without `train_path` / `eval_path`, the command line must give them
     (`--config.dataset.train_path=... --config.dataset.eval_path=...`)."""
-    config = cifar(model, "cifar10", time_steps, model_overrides=model_overrides)
+    config = cifar(model, "cifar10", time_steps, model_overrides=model_overrides, neuron_overrides=neuron_overrides)
     config.dataset.name = "npz"
     config.dataset.train_path = train_path
     config.dataset.eval_path = eval_path

@@ -283,6 +283,9 @@ class Checkpointer:
                 ),
             )
         except Exception as error:  # noqa: BLE001 - orbax raises many types; name the path and the cause
+            difference = self._difference(step, host_target)
+            if difference:
+                raise CheckpointError(f"checkpoint at {path} was written for another model: {difference}") from error
             raise CheckpointError(
                 f"cannot restore the checkpoint at {path}: it is corrupt, incomplete or was "
                 f"written for a different model/optimizer ({type(error).__name__}: {error})"
@@ -301,6 +304,18 @@ class Checkpointer:
             )
         self._metas[step] = meta
         return (state if host_target is None else restored.state), dict(meta)
+
+    def _difference(self, step: int, host_target: PyTree | None) -> str | None:
+        """What the saved leaves (named by the checksums) and the target's lack of each other, or None."""
+        if host_target is None:
+            return None
+        try:
+            saved = self._manager.restore(step, args=ocp.args.Composite(checksums=ocp.args.JsonRestore())).checksums
+        except Exception:  # noqa: BLE001 - then the checkpoint is damaged, which the caller reports
+            return None
+        if not isinstance(saved, dict):
+            return None
+        return describe_difference(set(saved), set(checksums(host_target)))
 
     # ---- lifetime ------------------------------------------------------------------
     def wait(self) -> None:
@@ -361,6 +376,41 @@ def _check_same_structure(target: PyTree, restored: PyTree, path: Path) -> None:
                 f"{np.shape(got)}/{np.asarray(got).dtype}, expected "
                 f"{np.shape(want)}/{np.asarray(want).dtype}"
             )
+
+
+def describe_difference(saved: set[str], expected: set[str]) -> str | None:
+    """Names what the saved leaves and the expected ones lack of each other (``/``-joined leaf
+    names), and where a neuron layer's parameters differ, which neurons they belong to."""
+    extra, missing = sorted(saved - expected), sorted(expected - saved)
+    if not extra and not missing:
+        return None
+    parts = []
+    if extra:
+        parts.append(f"it holds {len(extra)} array(s) the model lacks ({', '.join(extra[:4])}"
+                     f"{', ...' if len(extra) > 4 else ''})")
+    if missing:
+        parts.append(f"it lacks {len(missing)} array(s) of the model ({', '.join(missing[:4])}"
+                     f"{', ...' if len(missing) > 4 else ''})")
+    differing = [name for name in extra + missing if name.startswith("params/")] or extra + missing
+    scope = differing[0].rpartition("/")[0]
+    in_saved = {name.rpartition("/")[2] for name in saved if name.rpartition("/")[0] == scope}
+    in_model = {name.rpartition("/")[2] for name in expected if name.rpartition("/")[0] == scope}
+    saved_neuron, model_neuron = _neuron_named_by(in_saved), _neuron_named_by(in_model)
+    if saved_neuron or model_neuron:
+        parts.append(f"{scope} holds the parameters of neuron {saved_neuron or '?'!r} in the checkpoint "
+                     f"({', '.join(sorted(in_saved))}) and of neuron {model_neuron or '?'!r} in the model "
+                     f"({', '.join(sorted(in_model))}): config.model.neuron must name the checkpoint's neuron")
+    return "; ".join(parts)
+
+
+def _neuron_named_by(names: set[str]) -> str | None:
+    """The registered neuron whose parameter names are exactly ``names``."""
+    from glif_jax import neurons
+
+    for name in neurons.names():
+        if set(neurons.get(name).param_names) == names and names:
+            return name
+    return None
 
 
 def _json_ready(meta: Mapping[str, Any]) -> dict:

@@ -42,7 +42,7 @@ TIME_STEPS = 2
 BATCH_SIZE = 16
 FIGURES = ("gates", "primitives", "conductance", "evolution", "firing_rates")
 LAYERS = ("stem", "conv1")   # tiny_convnet's GLIF layers in network order (stem/neuron, conv1/neuron)
-PRIMITIVE_PANELS = ("v_th", "v_re", "tau", "lam")   # the paper's Fig. 2; cond has its own figure
+PRIMITIVE_PANELS = ("tau", "lam", "v_th", "v_re")   # GLIF's primitives in their declared order; cond has its own figure
 
 
 def numpy_sigmoid(x):
@@ -66,7 +66,7 @@ def make_run(workdir, *, steps=STEPS, dataset_overrides=None) -> SavedRun:
     config.model.time_steps = TIME_STEPS
     for key, value in (dataset_overrides or {}).items():
         config.dataset[key] = value
-    model = models.from_config(config.model, 10)
+    model = models.ModelOptions.from_config(config.model).build(10)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)), train=False)
     save_config(workdir, config)
     rng = np.random.default_rng(0)
@@ -284,7 +284,7 @@ def measured_rates(run):
     for), in eval mode; the rates are the mean of the spikes each GLIF layer returns over the
     batch and space (captured as the layer's output, not the statistics the layer sows)."""
     _, saved = run
-    model = models.from_config(saved.config.model, 10)
+    model = models.ModelOptions.from_config(saved.config.model).build(10)
     images, _ = run_model.eval_batch(saved.config, BATCH_SIZE)
     variables = {"params": saved.params[STEPS[-1]], "batch_stats": saved.batch_stats}
 

@@ -72,7 +72,7 @@ def test_gate_figure_has_one_panel_per_gate_with_layers_in_order_and_the_initial
 def test_primitive_figure_panels_and_medians():
     layers = make_layers()
     figure = plot_primitives(layers, initial=INITIAL)
-    assert panel_names(figure) == ["v_th", "v_re", "tau", "lam"]
+    assert panel_names(figure) == ["tau", "lam", "v_th", "v_re"]   # GLIF's primitives in its declared order
     v_th = panels(figure)[0]
     medians = [(np.mean(line.get_xdata()), line.get_ydata()[0]) for line in v_th.lines
                if line.get_label() == MEDIAN_LABEL]
@@ -82,10 +82,10 @@ def test_primitive_figure_panels_and_medians():
     assert dashed and dashed[0].get_ydata()[0] == pytest.approx(0.5)  # initial V_th
 
 
-def test_lif_layers_get_empty_gate_panels_with_an_explanation():
-    figure = plot_gates(make_layers(names=("tau", "v_th")))
-    assert panel_names(figure) == ["alpha", "beta", "gamma"]
-    assert "not a parameter" in panels(figure)[0].texts[0].get_text()
+def test_layers_of_a_neuron_without_gates_have_no_gate_figure():
+    with pytest.raises(ValueError, match="their neuron has no gates"):
+        plot_gates(make_layers(names=("tau", "v_th")))
+    assert panel_names(plot_primitives(make_layers(names=("tau", "v_th")))) == ["tau", "v_th"]
 
 
 def test_conductance_figure_has_one_box_per_layer_and_time_step():

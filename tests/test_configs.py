@@ -53,15 +53,21 @@ SCHEMA = {
     "dataset": {"name", "data_dir", "train_path", "eval_path", "normalization", "augment",
                 "cache_dir", "prefetch"},
     "model": {"name", "time_steps", "channel_wise", "init", "remat", "neuron", "kwargs"},
+    # every field of NeuronConfig (implementation, unroll, state_dtype too), and options: every
+    # built-in neuron's options, so that each can be set on the command line
     "model.neuron": {"kind", "gates", "static_gates", "static_primitives", "surrogate",
-                     "surrogate_width"},
+                     "surrogate_width", "state_dtype", "implementation", "unroll", "options"},
+    "model.neuron.options": {"decay_input", "v_threshold", "v_reset", "detach_reset"},   # PLIF's
     "optim": {"base_lr", "momentum", "weight_decay", "gate_lr_scale", "primitive_lr_scale",
               "cosine_period_epochs", "step_schedule_per", "nesterov"},
     "checkpoint": {"every_epochs", "every_steps", "keep", "async_save"},
     "nonfinite": {"action", "max_consecutive_skips"},
 }
 PAPER_NEURON = dict(kind="glif", gates="soft", static_gates=False, static_primitives=False,
-                    surrogate="rectangular", surrogate_width=None)
+                    surrogate="rectangular", surrogate_width=None, state_dtype=None, implementation="auto",
+                    unroll=None)
+# PLIF's options at spikingjelly's ParametricLIFNode defaults
+BUILT_IN_OPTIONS = dict(decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False)
 # config.model.kwargs: every option of the model with its default (the paper's architectures: the paper's widths;
 # wide7b's width changes by 3x3 convs and ADD connections), written out independently.
 MODEL_KWARGS = {"width_multiplier": 1.0}
@@ -117,7 +123,8 @@ def test_every_config_loads_with_the_schema(name):
     assert config.model.init in ("cifar", "imagenet", IMAGENET_T6_INIT, "dvs")
     assert config.model.remat is True   # glif-train recomputes tdBN and GLIF in the backward pass
     assert config.is_locked
-    NeuronConfig(**config.model.neuron)  # the neuron block is a valid floor-1 NeuronConfig
+    neuron = models.ModelOptions.from_config(config.model).neuron   # the neuron block reads as a NeuronConfig
+    assert isinstance(neuron, NeuronConfig) and neuron.options == {}
     with pytest.raises(AttributeError):
         config.optim.no_such_field = 1
 
@@ -137,7 +144,8 @@ def test_paper_recipe_values(name):
     imagenet_t6 = name.startswith("imagenet") and steps == "t6"
     assert config.model.init == (IMAGENET_T6_INIT if imagenet_t6 else expected["init"])
     assert config.model.channel_wise is True
-    assert dict(config.model.neuron) == PAPER_NEURON
+    assert {key: value for key, value in config.model.neuron.items() if key != "options"} == PAPER_NEURON
+    assert dict(config.model.neuron.options) == BUILT_IN_OPTIONS
     assert config.num_epochs == expected["num_epochs"]
     assert config.batch_size == expected["batch_size"]
     assert config.steps_per_epoch is None and config.eval_steps is None
@@ -227,7 +235,7 @@ def test_model_options_are_overridable_and_checked_on_the_command_line():
     model does not have, or a value of the wrong type, is rejected."""
     config = load("cifar10_resnet18_t4", "--config.model.kwargs.width_multiplier=0.5")
     assert config.model.kwargs.width_multiplier == pytest.approx(0.5)
-    model = models.from_config(config.model, num_classes=10)
+    model = models.ModelOptions.from_config(config.model).build(10)
     assert model.spec == models.get_spec("resnet18", width_multiplier=0.5)
     assert model.spec.stem.features == 32
     assert load("cifar10_resnet18_t4", "--config.model.kwargs.width_multiplier=1").model.kwargs.width_multiplier == 1.0
@@ -263,7 +271,7 @@ def test_imagenet_configs_start_cond_as_the_paper(name, cond):
     """The ImageNet recipe's GLIF layers start at cond 0.9 with T = 6 and 0.5 with T = 4: every
     GLIF layer of the configured model holds exactly the float32 logit of that value."""
     config = load(name, "--config.model.kwargs.width_multiplier=0.0625")   # same GLIF layers, narrow
-    model = models.from_config(config.model, num_classes=10)
+    model = models.ModelOptions.from_config(config.model).build(10)
     x = jnp.zeros((1, 32, 32, 3))
     params = jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0))["params"]
     conds = [layer["cond"] for layer in neuron_scopes(params).values()]

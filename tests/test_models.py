@@ -15,7 +15,7 @@ import pytest
 
 from glif_jax.layers import RESIDUAL_BRANCH_SCALE, TDBN_THRESHOLD, TdBatchNorm
 from glif_jax.errors import OptionError
-from glif_jax.models import ModelOptions, from_config, get_model, get_spec, list_models
+from glif_jax.models import ModelOptions, get_model, get_spec, list_models
 from glif_jax.neuron import NeuronConfig
 
 PAPER_MODELS = ("resnet18", "resnet19", "cifarnet", "resnet34", "ms_resnet18", "ms_resnet34", "wide7b")
@@ -209,7 +209,7 @@ def test_unknown_model_option_and_arguments_are_clear_errors():
         get_model("resnet18", num_classes=0, time_steps=4)
 
 
-def test_from_config_builds_the_configured_model():
+def test_the_config_reader_builds_the_configured_model():
     """The config schema's ``config.model`` selects name, T, neuron, init and options."""
     config = ml_collections.ConfigDict({
         "name": "wide7b", "time_steps": 3, "channel_wise": False, "init": "dvs",
@@ -217,7 +217,7 @@ def test_from_config_builds_the_configured_model():
                    "surrogate": "rectangular", "surrogate_width": None},
         "kwargs": {"width_change": "1x1", "connection": "IAND"},
     })
-    model = from_config(config, num_classes=10, dtype=jnp.bfloat16, bn_axis_name="batch")
+    model = ModelOptions.from_config(config).build(10, dtype=jnp.bfloat16, bn_axis_name="batch")
     assert (model.time_steps, model.num_classes, model.channel_wise, model.neuron_init) == (3, 10, False, "dvs")
     assert model.neuron == NeuronConfig(gates="hard")
     assert model.dtype == jnp.bfloat16 and model.bn_axis_name == "batch"
@@ -235,11 +235,11 @@ def wide7b_model_config(**overrides):
     return ml_collections.ConfigDict(values)
 
 
-def test_model_options_hold_the_config_checked_and_build_what_from_config_builds():
+def test_model_options_hold_the_config_checked_and_build_the_same_model_each_time():
     options = ModelOptions.from_config(wide7b_model_config())
     assert options.spec == get_spec("wide7b", width_change="1x1", connection="IAND")
     assert (options.time_steps, options.channel_wise, options.neuron_init, options.remat) == (3, False, "dvs", False)
-    assert options.build(11) == from_config(wide7b_model_config(), 11)
+    assert options.build(11) == ModelOptions.from_config(wide7b_model_config()).build(11)
     built = options.build(5, dtype=jnp.bfloat16, bn_axis_name="batch")
     assert built.spec is options.spec and (built.num_classes, built.dtype, built.bn_axis_name) == (
         5, jnp.bfloat16, "batch")
@@ -254,7 +254,7 @@ def test_model_options_hold_the_config_checked_and_build_what_from_config_builds
     ({"init": "mnist"}, "init", "unknown preset 'mnist'"),
     ({"init": {"tau": 0.3, "lam": 0.05, "v_th": 1.5, "v_re": 0.45, "cond": 0.6}}, "init.v_th",
      r"values live in \(0, 1\)"),
-    ({"neuron": {"kind": "izhikevich"}}, "neuron.kind", "expected one of"),
+    ({"neuron": {"kind": "izhikevich"}}, "neuron.kind", "unknown neuron 'izhikevich'"),
     ({"neuron": {"kindd": "lif"}}, "neuron", "unexpected keyword argument 'kindd'"),
     ({"kwargs": {"width_change": "5x5"}}, "kwargs.width_change", r"expected one of \('3x3', '1x1'\), got '5x5'"),
     ({"kwargs": {"connection": "XOR"}}, "kwargs.connection", r"expected one of \('ADD', 'AND', 'IAND'\)"),

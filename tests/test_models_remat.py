@@ -73,7 +73,7 @@ def test_the_configs_turn_it_on_and_it_can_be_turned_off():
     assert models.get_model("resnet18", num_classes=10, time_steps=2).remat is False
     config = cifar10_resnet18_t4.get_config()
     assert config.model.remat is True
-    assert models.from_config(config.model, 10).remat is True
+    assert models.ModelOptions.from_config(config.model).build(10).remat is True
     with config.unlocked():
         config.model.remat = False
-    assert models.from_config(config.model, 10).remat is False
+    assert models.ModelOptions.from_config(config.model).build(10).remat is False

@@ -47,3 +47,34 @@ def test_spikes_and_gradients_equal_spikingjelly_gated_lif_node():
     np.testing.assert_allclose(np.asarray(grad_inputs), want["inputs"], rtol=1e-9, atol=1e-12)
     for name, value in grad_params.items():
         np.testing.assert_allclose(np.asarray(value), want[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("decay_input, v_reset", [(True, 0.0), (False, 0.0), (True, None), (False, -0.3)])
+def test_plif_spikes_and_gradients_equal_spikingjelly_parametric_lif_node(decay_input, v_reset):
+    """PLIF (Fang et al., ICCV 2021): spikingjelly's ParametricLIFNode (one w per layer, sigmoid
+    surrogate with alpha 4) and glif-jax's layer-wise "plif" give the same spikes, and the same
+    gradients for the inputs and w, in float64."""
+    import torch
+    from spikingjelly.activation_based import neuron as sj_neuron
+    from spikingjelly.activation_based import surrogate as sj_surrogate
+
+    rng = np.random.default_rng(1)
+    inputs = rng.uniform(-0.5, 2.5, (6, 3, 4))
+    grad_spikes = rng.normal(0, 1, inputs.shape)
+    w = 0.3
+    node = sj_neuron.ParametricLIFNode(init_tau=2.0, decay_input=decay_input, v_threshold=0.8, v_reset=v_reset,
+                                       surrogate_function=sj_surrogate.Sigmoid(alpha=4.0), step_mode="m")
+    node.w.data = torch.tensor(w, dtype=torch.float64)
+    x = torch.tensor(inputs, requires_grad=True)
+    want = node(x)
+    want.backward(torch.tensor(grad_spikes))
+
+    config = dict(kind="plif", surrogate="sigmoid", surrogate_width=4.0,
+                  options=dict(decay_input=decay_input, v_threshold=0.8, v_reset=v_reset))
+    with jax.enable_x64(True):
+        spikes, pullback = jax.vjp(lambda p, x: glif(p, x, **config), {"w": jnp.asarray(w)}, jnp.asarray(inputs))
+        grad_params, grad_inputs = pullback(jnp.asarray(grad_spikes))
+    assert 0 < want.detach().numpy().mean() < 1
+    np.testing.assert_array_equal(np.asarray(spikes), want.detach().numpy())
+    np.testing.assert_allclose(np.asarray(grad_inputs), x.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(float(grad_params["w"]), float(node.w.grad), rtol=1e-9, atol=1e-12)

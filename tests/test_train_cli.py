@@ -48,7 +48,7 @@ def glif_train(*args, capsys):
         ({"checkpoint.keep": 0}, "config.checkpoint.keep: expected an integer >= 1"),
         ({"nonfinite.action": "ignore"}, "config.nonfinite.action: expected one of ('stop', 'skip'), got 'ignore'"),
         ({"model.neuron.gates": "fuzzy"}, "config.model.neuron.gates: expected one of ('soft', 'hard'), got 'fuzzy'"),
-        ({"model.neuron.kind": "izhikevich"}, "config.model.neuron.kind: expected one of ('glif', 'glif_f', 'lif')"),
+        ({"model.neuron.kind": "izhikevich"}, "config.model.neuron.kind: unknown neuron 'izhikevich'"),
         ({"model.neuron.surrogate": "step"}, "config.model.neuron.surrogate: unknown name 'step'"),
         ({"model.neuron.surrogate_width": -1.0}, "config.model.neuron.surrogate_width: expected a number > 0, got -1.0"),
         ({"model.neuron.static_gates": "yes"}, "config.model.neuron.static_gates: expected True or False, got 'yes'"),
