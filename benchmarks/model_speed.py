@@ -12,7 +12,10 @@ parameter groups) on the same batch shape, three ways:
 - ``torch``: ``torch_models.SpikingNetwork``, the same network written as the authors' code
   runs it (time merged into the batch for conv/BN, the neuron looping over T in Python,
   tdBN), plain eager PyTorch with ``torch.optim.SGD`` and the same three groups;
-- ``torch.compile``: the same module under ``torch.compile``.
+- ``torch.compile``: the same module under ``torch.compile``;
+- ``glif-jax NEURON`` (with ``--neurons plif alif ...``): the ``glif-jax`` step with every
+  spiking layer another registered neuron (``--config.model.neuron.kind=NEURON``), to compare
+  a neuron's cost with GLIF's in the same network.
 
 Every (model, framework) runs in a fresh process, in the default environment, and the
 frameworks alternate within each round, so that each one's first call (trace + compile) and
@@ -25,6 +28,7 @@ Prints per model: step time (min and median over all rounds' steps), first call,
     python benchmarks/model_speed.py --models resnet18 --rounds 3
     python benchmarks/model_speed.py --device cuda         # GPU: batch 64 (CIFAR), 32 (DVS)
     python benchmarks/model_speed.py --quick               # narrow networks: checks it all runs
+    python benchmarks/model_speed.py --models resnet18 --frameworks glif-jax --neurons plif alif
 """
 
 from __future__ import annotations
@@ -60,7 +64,10 @@ GPU_BATCH = {"image": 64, "frames": 32}
 # ---- one (framework, model) in its own process -------------------------------------------
 def worker(framework: str, model: str, batch: int, steps: int, device: str, width: float) -> dict:
     if framework.startswith("glif-jax"):
-        return _glif_jax_worker(model, batch, steps, width, remat=framework == "glif-jax")
+        neuron = framework.removeprefix("glif-jax").strip()
+        if neuron == "no remat":
+            return _glif_jax_worker(model, batch, steps, width, remat=False)
+        return _glif_jax_worker(model, batch, steps, width, remat=True, neuron=neuron or None)
     return _torch_worker(framework, model, batch, steps, device, width)
 
 
@@ -88,7 +95,8 @@ def _config(model: str, width: float):
     return config
 
 
-def _glif_jax_worker(model: str, batch: int, steps: int, width: float, remat: bool) -> dict:
+def _glif_jax_worker(model: str, batch: int, steps: int, width: float, remat: bool, neuron: str | None = None
+                     ) -> dict:
     from glif_jax.train import runtime
 
     settings = runtime.configure_for_training()   # as glif-train: may restart this process
@@ -103,6 +111,8 @@ def _glif_jax_worker(model: str, batch: int, steps: int, width: float, remat: bo
     config = _config(model, width)
     with config.unlocked():
         config.model.remat = remat
+        if neuron:
+            config.model.neuron.kind = neuron
     network = models.ModelOptions.from_config(config.model).build(MODELS[model][2])
     optimizer = optim.make_optimizer(config.optim, num_epochs=config.num_epochs, steps_per_epoch=100)
     images, labels = _batch_arrays(model, batch, config)
@@ -222,6 +232,12 @@ def report(model: str, batch: int, time_steps: int, results: dict[str, list[dict
         summary[framework] = (min(times), statistics.median(times), min(run["first"] for run in runs), memory)
         lines.append(f"  {framework:17s} {summary[framework][0]:10.3f} {summary[framework][1]:9.3f} "
                      f"{summary[framework][2]:12.2f} {_gib(memory):>15s}  {runs[-1]['loss']:.4f}")
+    for name in (framework for framework in summary if framework.startswith("glif-jax ") and
+                 framework != "glif-jax no remat" and "glif-jax" in summary):
+        ours, glif = summary[name], summary["glif-jax"]
+        lines.append(f"  {name} vs glif-jax (GLIF): time {ours[0] / glif[0]:.2f}× (min), {ours[1] / glif[1]:.2f}× "
+                     f"(median); first call {ours[2] / glif[2]:.2f}×; memory "
+                     f"{ours[3] / glif[3] if ours[3] and glif[3] else float('nan'):.2f}×")
     for name in (framework for framework in summary if framework.startswith("glif-jax")):
         ours = summary[name]
         for reference in (reference for reference in REFERENCES if reference in summary):
@@ -243,8 +259,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per process, after the first call")
     parser.add_argument("--width", type=float, default=1.0, help="width multiplier (1 = the paper's networks)")
     parser.add_argument("--quick", action="store_true", help="width 0.125, batch 2, 1 round of 2 steps")
-    parser.add_argument("--worker", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--neurons", nargs="+", default=[],
+                        help="also time the glif-jax step with these registered neurons instead of GLIF")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.frameworks = list(args.frameworks) + [f"glif-jax {neuron}" for neuron in args.neurons]
     if args.quick:
         args.width, args.batch, args.rounds, args.steps = 0.125, 2, 1, 2
 

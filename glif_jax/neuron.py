@@ -2,7 +2,7 @@
 
 The functions of the GLIF paper's neuron under their familiar names; every neuron (GLIF,
 GLIF_f, LIF, PLIF, an adaptive LIF, a user's own) is defined and run through
-:mod:`glif_jax.neurons`, and these are that interface with GLIF's parameter names:
+``glif_jax.neurons``, and these are that interface with GLIF's parameter names:
 
     spikes = glif(params, inputs)                          # params: logits, inputs [T, ..., C]
     spikes, membranes, final = glif_scan(params, inputs)

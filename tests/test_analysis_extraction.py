@@ -80,7 +80,7 @@ def test_without_order_the_tree_order_is_kept_and_extra_layers_follow_the_ordere
 def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="no neuron layer"):
         neuron_layers({"dense": {"kernel": np.ones((2, 2))}})
-    with pytest.raises(ValueError, match="not GLIF layers"):
+    with pytest.raises(ValueError, match="not neuron layers"):
         neuron_layers(HAND_BUILT, order=["stem/neuron", "stage9_block9/neuron1"])
     with pytest.raises(TypeError, match="params"):
         neuron_layers([1, 2, 3])

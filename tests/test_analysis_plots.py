@@ -73,7 +73,7 @@ def test_primitive_figure_panels_and_medians():
     layers = make_layers()
     figure = plot_primitives(layers, initial=INITIAL)
     assert panel_names(figure) == ["tau", "lam", "v_th", "v_re"]   # GLIF's primitives in its declared order
-    v_th = panels(figure)[0]
+    v_th = panels(figure)[2]
     medians = [(np.mean(line.get_xdata()), line.get_ydata()[0]) for line in v_th.lines
                if line.get_label() == MEDIAN_LABEL]
     expected = [(index, np.median(layer.values["v_th"])) for index, layer in enumerate(layers)]

@@ -89,3 +89,40 @@ def test_train_from_python_trains_the_default_config(tmp_path):
     assert f"{evals[-1]['top1']:.4f}" == f"{accuracy:.4f}"   # the printed result is the logged one
     assert (workdir / "checkpoints" / "60").is_dir()
 
+
+
+def test_own_neuron_trains_a_narrow_resnet18_through_glif_train_and_glif_plot_draws_it(tmp_path):
+    """examples/own_neuron: a neuron defined in its own file, named by import path in a config
+    file, trained by the glif-train command (narrow ResNet-18, npz CIFAR recipe) and drawn by
+    glif-plot, as the example's README does it (small settings: T = 2, 8 steps of 16)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 128), ("test", 32)):
+        labels = rng.integers(0, 10, count)
+        images = (rng.integers(0, 60, (count, 32, 32, 3)) + 19 * labels[:, None, None, None]).astype(np.uint8)
+        np.savez(tmp_path / f"{split}.npz", x=images, y=labels, classes=np.array([str(c) for c in range(10)]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES / "own_neuron"), str(REPO)])}
+    workdir = tmp_path / "run"
+    train = subprocess.run(
+        [sys.executable, "-m", "glif_jax.train", "--config", str(EXAMPLES / "own_neuron" / "config.py"),
+         "--workdir", str(workdir), f"--config.dataset.train_path={tmp_path / 'train.npz'}",
+         f"--config.dataset.eval_path={tmp_path / 'test.npz'}", "--config.model.time_steps=2",
+         "--config.num_epochs=2", "--config.steps_per_epoch=4", "--config.batch_size=16",
+         "--config.eval_batch_size=32", "--config.log_every_steps=4"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert train.returncode == 0, train.stderr[-4000:]
+    assert "final test: top-1" in train.stdout
+    neuron = json.loads((workdir / "config.json").read_text())["model"]["neuron"]
+    assert neuron["kind"] == "my_neurons:synaptic_lif" and neuron["options"]["reset"] == "hard"
+    plot = subprocess.run([sys.executable, "-c", "from glif_jax.train.cli import plot_main; plot_main()", str(workdir),
+                           "--out", str(tmp_path / "figures"), "--batch-size", "4"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert plot.returncode == 0, plot.stderr[-4000:]
+    written = {path.name for path in (tmp_path / "figures").iterdir()}
+    assert {"primitives.png", "evolution.png", "firing_rates.png", "learned_values.csv"} <= written
+    assert "gates.png" not in written
+    table = (tmp_path / "figures" / "learned_values.csv").read_text().splitlines()
+    header = table[0].split(",")
+    parameters = {row.split(",")[header.index("parameter")] for row in table[1:]}
+    assert parameters == {"syn", "tau", "v_th"}

@@ -148,3 +148,19 @@ def test_neuron_config_keys_are_checked_with_their_full_names(tmp_path):
         "--config.model.neuron.implementation=fast", tmp_path=tmp_path)
     assert "cannot import module 'not_a_module_xyz'" in config_error(
         "--config.model.neuron.kind=not_a_module_xyz:neuron", tmp_path=tmp_path)
+
+
+def test_a_run_saved_before_the_neuron_keys_existed_resumes_without_a_config_change():
+    from glif_jax.configs import base
+    from glif_jax.train import config_changes
+
+    current = base.digits("tiny_convnet", time_steps=4)
+    saved = json.loads(current.to_json())
+    for key in ("implementation", "unroll", "state_dtype", "options"):   # what configs of 0.2 lacked
+        del saved["model"]["neuron"][key]
+    assert config_changes.trajectory_changes(config_changes.changes(saved, current)) == {}
+    with current.unlocked():
+        current.model.neuron.implementation = "xla"
+        current.model.neuron.options.decay_input = False
+    assert set(config_changes.trajectory_changes(config_changes.changes(saved, current))) == {
+        "model.neuron.implementation", "model.neuron.options.decay_input"}

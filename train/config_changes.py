@@ -64,9 +64,28 @@ def is_harmless(key: str) -> bool:
     return any(key == name or (name.endswith(".") and key.startswith(name)) for name in HARMLESS)
 
 
+def _neuron_defaults() -> dict[str, Any]:
+    """``config.model.neuron`` keys that configs of earlier versions lacked, with the value that
+    computes as those versions did (every NeuronConfig field's default, the neurons' options)."""
+    import dataclasses
+
+    from glif_jax import neurons
+
+    defaults = {f"model.neuron.{field.name}": field.default for field in dataclasses.fields(neurons.NeuronConfig)
+                if field.name != "options"}
+    defaults.update({f"model.neuron.options.{name}": value for name, value in neurons.registry.all_options().items()})
+    return json.loads(json.dumps(defaults))
+
+
+def _added_at_its_default(key: str, old: Any, new: Any) -> bool:
+    return old == _ABSENT and key.startswith("model.neuron.") and _neuron_defaults().get(key, _ABSENT) == new
+
+
 def trajectory_changes(changed: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
-    """The entries of ``changed`` that alter the training trajectory."""
-    return {key: values for key, values in changed.items() if not is_harmless(key)}
+    """The entries of ``changed`` that alter the training trajectory (not a neuron key that the
+    saved config of an earlier version lacks and the current one has at its default)."""
+    return {key: values for key, values in changed.items()
+            if not is_harmless(key) and not _added_at_its_default(key, *values)}
 
 
 def describe(changed: dict[str, tuple[Any, Any]]) -> str:

@@ -14,7 +14,7 @@ from glif_jax.errors import OptionError, check_flag, check_integer
 from glif_jax.layers import initial_values
 from glif_jax.models.builder import SpikingNetwork
 from glif_jax.models.description import NetworkSpec
-from glif_jax.models.registry import get_spec
+from glif_jax.models import registry
 from glif_jax.neurons import NeuronConfig, registry as neuron_registry
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ModelOptions:
         if not hasattr(model_config, "get"):
             raise TypeError(f"model_config must be a ConfigDict or a mapping, got {type(model_config).__name__}")
         try:
-            spec = get_spec(model_config.get("name", None), **_as_dict(model_config.get("kwargs", None)))
+            spec = registry.get_spec(model_config.get("name", None), **_as_dict(model_config.get("kwargs", None)))
         except OptionError as error:
             raise (error if error.option == "name" else error.within("kwargs")) from None
         except (TypeError, ValueError) as error:   # a model function's own check of its options
@@ -145,7 +145,7 @@ def get_model(name: str, *, num_classes: int, time_steps: int, neuron: NeuronCon
         warnings.warn("get_model(init=...) is deprecated; the argument is now called neuron_init",
                       DeprecationWarning, stacklevel=2)
         neuron_init = init
-    model = ModelOptions(spec=get_spec(name, **options), time_steps=time_steps, neuron=neuron,
+    model = ModelOptions(spec=registry.get_spec(name, **options), time_steps=time_steps, neuron=neuron,
                          channel_wise=channel_wise, neuron_init=neuron_init, remat=remat)
     return model.build(num_classes, dtype=dtype, bn_axis_name=bn_axis_name)
 

@@ -1,6 +1,6 @@
 """GLIF (the GLIF paper's neuron equations) and GLIF_f, its coarsely fused ablation, as neurons.
 
-One step, for coefficients computed once from the constrained parameters (:func:`coefficients`)::
+One step, for coefficients computed once from the constrained parameters (:func:`glif_coefficients`)::
 
     membrane = decay * membrane_prev * (1 - reset_gate * spike_prev) - leak
                + input_gain[t] * input[t] - soft_reset * spike_prev

@@ -1,4 +1,4 @@
-"""glif_jax.layers.glif: the Flax GLIF module's parameters, initialisation (the GLIF paper's neuron equations) and helpers."""
+"""glif_jax.layers.spiking: the Flax spiking layer's parameters, initialisation (the GLIF paper's neuron equations) and helpers."""
 
 from __future__ import annotations
 
