@@ -114,7 +114,8 @@ def _glif_jax_worker(model: str, batch: int, steps: int, width: float, remat: bo
         if neuron:
             config.model.neuron.kind = neuron
     network = models.ModelOptions.from_config(config.model).build(MODELS[model][2])
-    optimizer = optim.make_optimizer(config.optim, num_epochs=config.num_epochs, steps_per_epoch=100)
+    optimizer = optim.make_optimizer(config.optim, num_epochs=config.num_epochs, steps_per_epoch=100,
+                                     neuron=network.neuron)
     images, labels = _batch_arrays(model, batch, config)
     strategy = parallel.make_strategy("none")
     state = strategy.put_state(create_train_state(network, optimizer, rng=jax.random.PRNGKey(0),

@@ -10,6 +10,7 @@ The returned config is locked: overriding a key that does not exist is an error.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
 import ml_collections
@@ -31,32 +32,34 @@ DVS_RECIPE = dict(base_lr=0.01, num_epochs=200, batch_size=32 * 1, weight_decay=
 CIFAR_DATASETS = ("cifar10", "cifar100")
 
 
-# config types of NeuronConfig's fields whose default is None (a typed placeholder on the command line)
-_NEURON_PLACEHOLDERS = {"surrogate_width": float, "state_dtype": str, "unroll": int}
-
-
 def neuron(**overrides: Any) -> ml_collections.ConfigDict:
     """`config.model.neuron`: every field of `glif_jax.neurons.NeuronConfig` with its default (the
-    paper's GLIF: soft learnable gates, rectangular surrogate), and `options`: the options of every
-    registered neuron (and of `kind`'s, when it names another) with their defaults, so that each
-    can be set on the command line, e.g. `--config.model.neuron.kind=plif
-    --config.model.neuron.options.decay_input=False`. Options of neurons other than `kind`'s must
-    keep their defaults (checked when the config is read)."""
+    paper's GLIF: soft learnable gates, rectangular surrogate), and `options`: each registered
+    neuron's options under its name (and `kind`'s, when it names another neuron), with their
+    defaults, so that each can be set on the command line, e.g. `--config.model.neuron.kind=plif
+    --config.model.neuron.options.plif.decay_input=False`. Only `kind`'s options are used; those
+    of other neurons must keep their defaults (checked when the config is read)."""
     options = dict(overrides.pop("options", None) or {})
+    hints = typing.get_type_hints(NeuronConfig)
     defaults = {}
     for field in dataclasses.fields(NeuronConfig):
-        if field.name == "options":
+        if field.name == "options" or not field.init:
             continue
-        default = field.default
-        defaults[field.name] = (config_dict.placeholder(_NEURON_PLACEHOLDERS[field.name]) if default is None
-                                else default)
+        if field.default is None:   # a typed placeholder: the first type of its annotation but None
+            types = [arg for arg in typing.get_args(hints[field.name]) if arg is not type(None)]
+            defaults[field.name] = config_dict.placeholder(types[0])
+        else:
+            defaults[field.name] = field.default
     section = _with_overrides(defaults, overrides, "neuron overrides: unknown fields")
-    kind_options = neurons.get(section.kind).default_options
-    unknown = sorted(set(options) - set(kind_options))
+    chosen = neurons.get(section.kind)
+    unknown = sorted(set(options) - set(chosen.default_options))
     if unknown:
-        raise ValueError(f"neuron overrides: neuron {section.kind!r} has no options {unknown}; "
-                         f"its options: {sorted(kind_options)}")
-    section.options = ml_collections.ConfigDict({**neurons.all_options(), **kind_options, **options})
+        raise ValueError(f"neuron overrides: neuron {chosen.name!r} has no options {unknown}; "
+                         f"its options: {sorted(chosen.default_options)}")
+    namespaces = neurons.option_defaults()
+    if chosen.default_options:
+        namespaces[chosen.name] = {**chosen.default_options, **options}
+    section.options = ml_collections.ConfigDict(namespaces)
     return section
 
 

@@ -57,7 +57,8 @@ SCHEMA = {
     # built-in neuron's options, so that each can be set on the command line
     "model.neuron": {"kind", "gates", "static_gates", "static_primitives", "surrogate",
                      "surrogate_width", "state_dtype", "implementation", "unroll", "options"},
-    "model.neuron.options": {"decay_input", "v_threshold", "v_reset", "detach_reset"},   # PLIF's
+    "model.neuron.options": {"plif"},   # each registered neuron with options, under its name
+    "model.neuron.options.plif": {"decay_input", "v_threshold", "v_reset", "soft_reset", "detach_reset"},
     "optim": {"base_lr", "momentum", "weight_decay", "gate_lr_scale", "primitive_lr_scale",
               "cosine_period_epochs", "step_schedule_per", "nesterov"},
     "checkpoint": {"every_epochs", "every_steps", "keep", "async_save"},
@@ -67,7 +68,7 @@ PAPER_NEURON = dict(kind="glif", gates="soft", static_gates=False, static_primit
                     surrogate="rectangular", surrogate_width=None, state_dtype=None, implementation="auto",
                     unroll=None)
 # PLIF's options at spikingjelly's ParametricLIFNode defaults
-BUILT_IN_OPTIONS = dict(decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False)
+BUILT_IN_OPTIONS = {"plif": dict(decay_input=True, v_threshold=1.0, v_reset=0.0, soft_reset=False, detach_reset=False)}
 # config.model.kwargs: every option of the model with its default (the paper's architectures: the paper's widths;
 # wide7b's width changes by 3x3 convs and ADD connections), written out independently.
 MODEL_KWARGS = {"width_multiplier": 1.0}
@@ -145,7 +146,7 @@ def test_paper_recipe_values(name):
     assert config.model.init == (IMAGENET_T6_INIT if imagenet_t6 else expected["init"])
     assert config.model.channel_wise is True
     assert {key: value for key, value in config.model.neuron.items() if key != "options"} == PAPER_NEURON
-    assert dict(config.model.neuron.options) == BUILT_IN_OPTIONS
+    assert config.model.neuron.options.to_dict() == BUILT_IN_OPTIONS
     assert config.num_epochs == expected["num_epochs"]
     assert config.batch_size == expected["batch_size"]
     assert config.steps_per_epoch is None and config.eval_steps is None

@@ -109,12 +109,13 @@ def test_own_neuron_trains_a_narrow_resnet18_through_glif_train_and_glif_plot_dr
          "--workdir", str(workdir), f"--config.dataset.train_path={tmp_path / 'train.npz'}",
          f"--config.dataset.eval_path={tmp_path / 'test.npz'}", "--config.model.time_steps=2",
          "--config.num_epochs=2", "--config.steps_per_epoch=4", "--config.batch_size=16",
-         "--config.eval_batch_size=32", "--config.log_every_steps=4"],
+         "--config.eval_batch_size=32", "--config.log_every_steps=4",
+         "--config.model.neuron.options.synaptic_lif.reset=soft"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert train.returncode == 0, train.stderr[-4000:]
     assert "final test: top-1" in train.stdout
     neuron = json.loads((workdir / "config.json").read_text())["model"]["neuron"]
-    assert neuron["kind"] == "my_neurons:synaptic_lif" and neuron["options"]["reset"] == "hard"
+    assert neuron["kind"] == "my_neurons:synaptic_lif" and neuron["options"]["synaptic_lif"]["reset"] == "soft"
     plot = subprocess.run([sys.executable, "-c", "from glif_jax.train.cli import plot_main; plot_main()", str(workdir),
                            "--out", str(tmp_path / "figures"), "--batch-size", "4"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)

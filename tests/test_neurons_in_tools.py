@@ -93,8 +93,8 @@ def train(workdir: Path, *overrides: str) -> tuple[int, str, str]:
 def plif_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("plif_run")
     code, out, err = train(workdir, "--config.model.neuron.kind=plif",
-                           "--config.model.neuron.options.decay_input=False",
-                           "--config.model.neuron.options.v_threshold=0.5")
+                           "--config.model.neuron.options.plif.decay_input=False",
+                           "--config.model.neuron.options.plif.v_threshold=0.5")
     assert code == 0, err[-3000:]
     return workdir, out
 
@@ -104,7 +104,7 @@ def test_glif_train_trains_the_default_network_with_plif(plif_run):
     final = json.loads(out.strip().splitlines()[-1])["final"]
     assert final["eval_top1"] > 0.3   # chance is 0.1
     saved = json.loads((workdir / "config.json").read_text())["model"]["neuron"]
-    assert saved["kind"] == "plif" and saved["options"]["decay_input"] is False
+    assert saved["kind"] == "plif" and saved["options"]["plif"]["decay_input"] is False
 
 
 def test_glif_plot_draws_a_plif_runs_parameters(plif_run, tmp_path):
@@ -142,8 +142,10 @@ def config_error(*overrides: str, tmp_path: Path) -> str:
 def test_neuron_config_keys_are_checked_with_their_full_names(tmp_path):
     assert "config.model.neuron.kind: unknown neuron 'plf'; did you mean 'plif'" in config_error(
         "--config.model.neuron.kind=plf", tmp_path=tmp_path)
-    assert "config.model.neuron.options.decay_input: neuron 'glif' has no option 'decay_input'" in config_error(
-        "--config.model.neuron.options.decay_input=False", tmp_path=tmp_path)
+    assert ("config.model.neuron.options.plif.decay_input: set to False, but the neuron is 'glif'"
+            in config_error("--config.model.neuron.options.plif.decay_input=False", tmp_path=tmp_path))
+    assert "config.model.neuron.options.plif.decay_input: expected True or False" in config_error(
+        "--config.model.neuron.kind=plif", "--config.model.neuron.options.plif.decay_input=2", tmp_path=tmp_path)
     assert "config.model.neuron.implementation: expected one of" in config_error(
         "--config.model.neuron.implementation=fast", tmp_path=tmp_path)
     assert "cannot import module 'not_a_module_xyz'" in config_error(
@@ -161,6 +163,6 @@ def test_a_run_saved_before_the_neuron_keys_existed_resumes_without_a_config_cha
     assert config_changes.trajectory_changes(config_changes.changes(saved, current)) == {}
     with current.unlocked():
         current.model.neuron.implementation = "xla"
-        current.model.neuron.options.decay_input = False
+        current.model.neuron.options.plif.decay_input = False
     assert set(config_changes.trajectory_changes(config_changes.changes(saved, current))) == {
-        "model.neuron.implementation", "model.neuron.options.decay_input"}
+        "model.neuron.implementation", "model.neuron.options.plif.decay_input"}

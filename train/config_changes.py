@@ -72,8 +72,10 @@ def _neuron_defaults() -> dict[str, Any]:
     from glif_jax import neurons
 
     defaults = {f"model.neuron.{field.name}": field.default for field in dataclasses.fields(neurons.NeuronConfig)
-                if field.name != "options"}
-    defaults.update({f"model.neuron.options.{name}": value for name, value in neurons.registry.all_options().items()})
+                if field.name != "options" and field.init}
+    defaults.update({f"model.neuron.options.{neuron}.{name}": value
+                     for neuron, options in neurons.registry.option_defaults().items()
+                     for name, value in options.items()})
     return json.loads(json.dumps(defaults))
 
 

@@ -17,21 +17,24 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 DESCRIPTION = """\
-Draws the learned GLIF parameters of a glif-train run (the paper's appendix A.1) and writes
-them as tidy tables:
+Draws the learned neuron parameters of a glif-train run (the paper's appendix A.1; any
+neuron: GLIF, PLIF, a neuron of your own) and writes them as tidy tables:
 
-  gates.png         α (leak: exponential vs linear), β (integration: conductance vs plain),
-                    γ (reset: hard vs soft) per layer, distribution over channels, initial
-                    range shaded (the paper's Fig. 1)
-  primitives.png    V_th, V_re, τ_exp, τ_lin per layer, same style, initial value dashed (Fig. 2)
-  conductance.png   g^t per layer and time step
+  gates.png         the neuron's gates; GLIF: α (leak: exponential vs linear), β (integration:
+                    conductance vs plain), γ (reset: hard vs soft) per layer, distribution over
+                    channels, initial range shaded (the paper's Fig. 1)
+  primitives.png    the other parameters; GLIF: τ_exp, τ_lin, V_th, V_re per layer, same style,
+                    initial value dashed (Fig. 2)
+  conductance.png   GLIF's g^t per layer and time step (X_per_step.png for another neuron's
+                    per-time-step parameter X; neuron_weights.png for its "weights" group)
   evolution.png     median and interquartile range per layer vs epoch, from the
                     initialisation over every checkpoint of the run
   firing_rates.png  firing rates per layer and time step, silent and saturated channels, on
                     one batch of the evaluation split (needs the dataset)
   learned_values.csv/.json, learned_summary.csv/.json, firing_rates.csv  (pandas.read_csv)
 
-All values are the constrained ones the neuron uses (sigmoid of the stored logits), in (0, 1).
+All values are the constrained ones the neuron uses (GLIF: the sigmoid of the stored logits,
+in (0, 1)); a figure of a group the neuron has no parameters in is not written.
 """
 
 

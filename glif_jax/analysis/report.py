@@ -6,7 +6,9 @@ Files in the output directory:
 
 - ``gates.png``: α, β, γ per layer, distribution over channels, initial range shaded (Fig. 1);
 - ``primitives.png``: V_th, V_re, τ_exp, τ_lin, same style, initial value dashed (Fig. 2);
-- ``conductance.png``: g^t per layer and time step;
+- ``conductance.png``: g^t per layer and time step (another neuron's per-time-step parameter X:
+  ``X_per_step.png``); a neuron's parameters of the group "weights": ``neuron_weights.png``;
+  figures of groups the neuron has no parameters in (e.g. PLIF's gates) are not written;
 - ``evolution.png``: median and interquartile range per layer vs epoch, from the
   initialisation over every checkpoint of the run;
 - ``firing_rates.png``: firing rates per layer and time step, silent/saturated channels, on
@@ -27,7 +29,7 @@ from glif_jax.analysis import run_model
 from glif_jax.analysis.extraction import NeuronLayer, neuron_layers
 from glif_jax.analysis.initial import initial_distributions
 from glif_jax.analysis.plots.distributions import (per_time_step_labels, plot_conductance, plot_gates,
-                                                   plot_primitives)
+                                                   plot_neuron_weights, plot_primitives)
 from glif_jax.analysis.plots.evolution import plot_evolution
 from glif_jax.analysis.plots.firing import plot_firing_rates
 from glif_jax.analysis.plots.style import save_figure
@@ -104,6 +106,8 @@ def write_report(path: str | Path, out: str | Path, options: ReportOptions = Rep
         save(plot_gates(layers, initial=initial, run_label=label, hard_gates=hard_gates), "gates")
     if "primitives" in groups:
         save(plot_primitives(layers, initial=initial, run_label=label), "primitives")
+    if "weights" in groups:
+        save(plot_neuron_weights(layers, initial=initial, run_label=label), "neuron_weights")
     for timed in per_time_step_labels(layers):
         stem = "conductance" if timed.name == "cond" else f"{timed.name}_per_step"   # GLIF's g^t keeps its file name
         save(plot_conductance(layers, initial=initial, run_label=label, name=timed.name), stem)

@@ -49,7 +49,8 @@ from glif_jax.gated_lif.pickle_reader import read_torch_file
 from glif_jax.gated_lif.pickle_writer import write_torch_file
 from glif_jax.layers import TDBN_THRESHOLD
 from glif_jax.models import SpikingNetwork, get_model, get_spec, model_options
-from glif_jax.neuron import GATE_NAMES, NeuronConfig
+from glif_jax.neurons import NeuronConfig
+from glif_jax.neurons.glif import GATE_NAMES, GLIF
 
 DATA_PARALLEL_PREFIX = "module."
 STATE_DICT_KEYS = ("state_dict", "net", "model")
@@ -517,7 +518,7 @@ def from_gated_lif(checkpoint: str | os.PathLike | Mapping[str, Any], *, model: 
             f"({prefix}{stem}.conduct has shape {tuple(state[f'{stem}.conduct'].shape)})")
     if isinstance(checkpoint, (str, os.PathLike)):
         _check_time_steps_in_name(source, facts.time_steps)
-    if neuron.kind != "glif":
+    if neuron.neuron is not GLIF:
         raise GatedLIFFormatError(f"neuron.kind={neuron.kind!r}: their checkpoints hold gated GLIF layers ('glif')")
     network_model = _build_model(facts, neuron, {key: value for key, value in options.items()
                                                  if key not in layout_options})
@@ -537,7 +538,7 @@ def _facts_of_model(model: SpikingNetwork | str, variables: Mapping[str, Any],
         raise TypeError(f"to_gated_lif: model must be a registry name or a SpikingNetwork, got {type(model).__name__}")
     network = _their_network(name)
     if isinstance(model, SpikingNetwork):
-        if model.neuron.kind != "glif":
+        if model.neuron.neuron is not GLIF:
             raise GatedLIFFormatError(f"model {name!r} has {model.neuron.kind!r} neurons; their networks hold "
                                       "gated GLIF layers ('glif')")
         return model, network

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Mapping
 
@@ -14,7 +13,7 @@ from glif_jax.errors import OptionError
 from glif_jax.neurons import loop, registry, scopes
 from glif_jax.neurons.config import NeuronConfig
 from glif_jax.neurons.glif import PRESETS
-from glif_jax.neurons.interface import Neuron, Uniform
+from glif_jax.neurons.interface import Neuron, Uniform, logit
 
 __all__ = ["GLIF", "PRESETS", "SpikingLayer", "initial_values", "logit", "neuron_values", "preset_names"]
 
@@ -38,7 +37,7 @@ def initial_values(neuron_init: str | Mapping[str, float], neuron: Any = None) -
     """
     resolved = scopes.resolve(neuron) or registry.get("glif")
     if isinstance(neuron_init, str):
-        known = preset_names()
+        known = (*preset_names(), *resolved.presets)
         if neuron_init not in known:
             raise OptionError("neuron_init", f"unknown preset {neuron_init!r}; expected one of {sorted(known)} "
                               "or a mapping")
@@ -47,25 +46,18 @@ def initial_values(neuron_init: str | Mapping[str, float], neuron: Any = None) -
         neuron_init = neuron_init.to_dict()
     if not isinstance(neuron_init, Mapping):
         raise OptionError("neuron_init", f"expected a preset name or a mapping, got {neuron_init!r}")
-    constants = tuple(p.name for p in resolved.parameters if not isinstance(p.init, Uniform))
-    missing = [name for name in constants if name not in neuron_init]
-    unknown = [name for name in neuron_init if name not in resolved.param_names]
-    if missing or unknown:
-        raise OptionError("neuron_init", f"expected values for {constants} (neuron {resolved.name!r}); "
-                          f"missing {missing}, unknown {unknown}")
     for name, value in neuron_init.items():
-        try:
-            resolved.parameter(name).raw_value(value)
-        except ValueError:
-            constraint = resolved.parameter(name).constrain
-            raise OptionError(f"neuron_init.{name}", f"values live in ({constraint.low:g}, {constraint.high:g}) "
-                              f"(the {constraint.name} of the stored value), got {value!r}") from None
-    return resolved.initial_values(neuron_init)
-
-
-def logit(value: float) -> float:
-    """Inverse of the sigmoid: the stored parameter for a value in (0, 1)."""
-    return math.log(value / (1 - value))
+        if name in resolved.param_names:
+            try:
+                resolved.parameter(name).raw_value(value)
+            except ValueError:
+                constraint = resolved.parameter(name).constrain
+                raise OptionError(f"neuron_init.{name}", f"values live in ({constraint.low:g}, {constraint.high:g}) "
+                                  f"(the {constraint.name} of the stored value), got {value!r}") from None
+    try:
+        return resolved.initial_values(neuron_init)
+    except ValueError as error:
+        raise OptionError("neuron_init", str(error)) from None
 
 
 class SpikingLayer(nn.Module):

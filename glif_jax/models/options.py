@@ -23,10 +23,12 @@ class ModelOptions:
 
     spec: the architecture (``glif_jax.models.get_spec``).
     time_steps: T, >= 1.
-    neuron: the GLIF layers' :class:`~glif_jax.neuron.NeuronConfig`.
-    channel_wise: one set of GLIF parameters per channel (True) or per layer.
-    neuron_init: the GLIF layers' initial values, a preset of ``glif_jax.layers.PRESETS`` or a
-      mapping of the five primitives' values in (0, 1) (kept as a hashable ``FrozenDict``).
+    neuron: the spiking layers' :class:`~glif_jax.neurons.NeuronConfig` (which neuron, its
+      options, gate mode, surrogate, ...).
+    channel_wise: one set of neuron parameters per channel (True) or per layer.
+    neuron_init: the neurons' initial values, a preset of ``glif_jax.layers.PRESETS`` or a
+      mapping of parameter values (GLIF: its five primitives, in (0, 1); kept as a hashable
+      ``FrozenDict``).
     remat: recompute normalisations and neurons in the backward pass (``SpikingNetwork.remat``).
 
     Every field is checked on construction; a bad value raises
@@ -97,25 +99,30 @@ class ModelOptions:
 def neuron_config(section: Mapping[str, Any]) -> NeuronConfig:
     """The :class:`NeuronConfig` of ``config.model.neuron``.
 
-    Its ``options`` section may hold the options of every registered neuron (the configs list
-    them all, so that each can be set on the command line); those of other neurons than
-    ``kind``'s must keep their defaults, else the option is named as not one of this neuron's.
+    Its ``options`` section holds each neuron's options under the neuron's name (the configs list
+    every registered neuron's, so that each can be set on the command line); ``kind``'s are used.
+    Those of other registered neurons must keep their defaults, else the option is named as not
+    one of this neuron's. (A flat section of ``kind``'s options, as a NeuronConfig takes them, is
+    read too.)
     """
     section = dict(section)
     options = _as_dict(section.pop("options", None))
     neuron = neuron_registry.get(section.get("kind", NeuronConfig.kind))
     own = neuron.default_options
-    others = neuron_registry.all_options()
-    chosen = {}
-    for name, value in options.items():
-        if name in own:
-            chosen[name] = value
-        elif name in others and _same(value, others[name]):
-            continue   # another neuron's option, left at its default
-        else:
-            raise OptionError(f"options.{name}", f"neuron {neuron.name!r} has no option {name!r} "
-                                                 f"(its options: {', '.join(own) or 'none'})")
-    return NeuronConfig(**section, options=chosen)
+    if not any(isinstance(value, Mapping) for value in options.values()):
+        return NeuronConfig(**section, options=options)   # flat: kind's options
+    defaults = neuron_registry.option_defaults()
+    for name, values in options.items():
+        if name == neuron.name:
+            continue
+        if not isinstance(values, Mapping):
+            raise OptionError(f"options.{name}", f"expected the options of neuron {name!r} as a section, got {values!r}")
+        for option, value in values.items():
+            default = defaults.get(name, {}).get(option, value)   # another neuron's, not registered here: unread
+            if not _same(value, default):
+                raise OptionError(f"options.{name}.{option}", f"set to {value!r}, but the neuron is {neuron.name!r}; "
+                                  f"options of neuron {name!r} apply only with kind={name!r}")
+    return NeuronConfig(**section, options=dict(options.get(neuron.name, {})) if own else {})
 
 
 def _same(value: Any, default: Any) -> bool:

@@ -1,6 +1,6 @@
 """An adaptive-threshold LIF neuron: each spike raises the threshold, which then relaxes back.
 
-Written only with the public neuron interface, as a user would write a neuron::
+Written only with the public neuron interface (``glif_jax.neurons``), as a user would write a neuron::
 
     membrane_t   = tau * membrane_{t-1} * (1 - spike_{t-1}) + input_t       LIF with hard reset
     adaptation_t = rho * adaptation_{t-1} + (1 - rho) * spike_{t-1}          running average of spikes
@@ -17,9 +17,7 @@ from typing import Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from glif_jax.neurons.interface import Neuron, Parameter
-from glif_jax.neurons.loop import spike
-from glif_jax.neurons.registry import built_in
+from glif_jax import neurons
 
 
 class AdaptiveState(NamedTuple):
@@ -36,7 +34,7 @@ def alif_step(state: AdaptiveState, params: Mapping[str, jax.Array], inputs_t: j
     del time_step
     membrane = params["tau"] * state.membrane * (1 - state.spike) + inputs_t
     adaptation = params["rho"] * state.adaptation + (1 - params["rho"]) * state.spike
-    spikes = spike(membrane - (params["v_th"] + params["kappa"] * adaptation))
+    spikes = neurons.spike(membrane - (params["v_th"] + params["kappa"] * adaptation))
     return AdaptiveState(membrane, spikes, adaptation), spikes
 
 
@@ -45,11 +43,12 @@ def alif_initial_state(shape: tuple[int, ...], dtype=jnp.float32) -> AdaptiveSta
     return AdaptiveState(zeros, zeros, zeros)
 
 
-ALIF = built_in(lambda: Neuron(
+ALIF = neurons.register(neurons.Neuron(
     "alif", alif_step,
-    (Parameter("tau", 0.25, symbol="τ", math=r"$\tau$", meaning="membrane decay factor"),
-     Parameter("v_th", 0.5, symbol="V_th", math=r"$V_{th}$", meaning="base firing threshold"),
-     Parameter("rho", 0.8, symbol="ρ", math=r"$\rho$", meaning="adaptation decay factor"),
-     Parameter("kappa", 0.5, symbol="κ", math=r"$\kappa$", meaning="threshold increase per unit of adaptation")),
+    (neurons.Parameter("tau", 0.25, symbol="τ", math=r"$\tau$", meaning="membrane decay factor"),
+     neurons.Parameter("v_th", 0.5, symbol="V_th", math=r"$V_{th}$", meaning="base firing threshold"),
+     neurons.Parameter("rho", 0.8, symbol="ρ", math=r"$\rho$", meaning="adaptation decay factor"),
+     neurons.Parameter("kappa", 0.5, symbol="κ", math=r"$\kappa$",
+                       meaning="threshold increase per unit of adaptation")),
     initial_state=alif_initial_state,
     description="adaptive-threshold LIF: each spike raises the threshold by kappa, relaxing with rho"))

@@ -20,10 +20,35 @@ DEPRECATED_IMPLEMENTATIONS = {"fused": "xla"}
 
 
 class Options(dict):
-    """A neuron's options as a hashable mapping (so that a config is a static argument of jit)."""
+    """A neuron's options as a hashable mapping (so that a config is a static argument of jit);
+    equal mappings hash equally (``{"v": 1}`` and ``{"v": 1.0}`` too)."""
 
     def __hash__(self) -> int:   # type: ignore[override]
-        return hash(tuple(sorted((key, repr(value)) for key, value in self.items())))
+        return hash(frozenset((key, _hashable(value)) for key, value in self.items()))
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return repr(value)
+
+
+def check_option(name: str, value: Any, default: Any) -> Any:
+    """A neuron option's value checked against the type of its declared default (a flag for a
+    bool, a number — or None — for a number, a string for a string; anything for a None default)."""
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        return check_flag(f"options.{name}", value)
+    if isinstance(default, (int, float)):
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return value
+        raise OptionError(f"options.{name}", f"expected a number (or None), got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise OptionError(f"options.{name}", f"expected a string, got {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +88,9 @@ class NeuronConfig:
     implementation: str = "auto"
     unroll: int | bool | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=Options)
+    # the resolved neuron: compared and hashed with the config, so that a neuron registered anew
+    # under the same name is a different static argument of jit
+    _neuron: Neuron | None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.implementation in DEPRECATED_IMPLEMENTATIONS:
@@ -86,21 +114,23 @@ class NeuronConfig:
             options = {}
         if not isinstance(options, Mapping):
             raise OptionError("options", f"expected a mapping of the neuron's options, got {options!r}")
-        object.__setattr__(self, "options", Options(options))
         neuron = registry.get(self.kind)
         declared = neuron.default_options
-        for name in self.options:
+        for name, value in options.items():
             if name not in declared:
                 raise OptionError(f"options.{name}", f"neuron {neuron.name!r} has no option {name!r}; its options: "
                                                      f"{', '.join(declared) or 'none'}")
+            check_option(name, value, declared[name])
+        object.__setattr__(self, "options", Options(options))
         if self.implementation == "kernel" and neuron.fast_scan is None:
             raise OptionError("implementation", f"neuron {neuron.name!r} has no compiled kernel; "
                                                 "use 'auto', 'xla' or 'autodiff'")
+        object.__setattr__(self, "_neuron", neuron.with_options(**self.options))
 
     @property
     def neuron(self) -> Neuron:
         """The neuron this config names, with its options set."""
-        return registry.get(self.kind).with_options(**self.options)
+        return self._neuron
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -179,14 +179,14 @@ GLIF_F = built_in(lambda: coefficient_neuron(
     "glif_f", glif_f_coefficients, PRIMITIVES, "GLIF_f, GLIF's coarsely fused ablation: no gates"))
 
 
-COEFFICIENTS: dict[str, Callable[[Mapping[str, jax.Array]], Coefficients]] = {
-    "glif": glif_coefficients, "glif_f": glif_f_coefficients}
-"""The built-in neurons that are recurrences of :class:`Coefficients`, by name (LIF adds itself)."""
+COEFFICIENTS: dict[Neuron, Callable[[Mapping[str, jax.Array]], Coefficients]] = {
+    GLIF: glif_coefficients, GLIF_F: glif_f_coefficients}
+"""The built-in neurons that are recurrences of :class:`Coefficients` (LIF adds itself)."""
 
 
 def coefficients_for(neuron: Neuron, values: Mapping[str, Any]) -> Coefficients:
     """The :class:`Coefficients` of a built-in recurrence neuron (GLIF, GLIF_f, LIF) from its constrained values."""
-    if neuron.name not in COEFFICIENTS:
+    if neuron not in COEFFICIENTS:
         raise ValueError(f"neuron {neuron.name!r} is not one of the recurrences of GLIF's coefficients "
-                         f"({', '.join(COEFFICIENTS)})")
-    return COEFFICIENTS[neuron.name](values)
+                         f"({', '.join(known.name for known in COEFFICIENTS)})")
+    return COEFFICIENTS[neuron](values)

@@ -52,7 +52,8 @@ class Constraint:
         return self.forward(raw)
 
 
-def _logit(value: float) -> float:
+def logit(value: float) -> float:
+    """Inverse of the sigmoid: the stored value for a value in (0, 1)."""
     return math.log(value / (1 - value))
 
 
@@ -65,7 +66,7 @@ def _sigmoid(raw: float) -> float:
 
 
 CONSTRAINTS: dict[str, Constraint] = {
-    "sigmoid": Constraint("sigmoid", jax.nn.sigmoid, _logit, _sigmoid, 0.0, 1.0),
+    "sigmoid": Constraint("sigmoid", jax.nn.sigmoid, logit, _sigmoid, 0.0, 1.0),
     "identity": Constraint("identity", lambda raw: raw, float, float),
     "softplus": Constraint("softplus", jax.nn.softplus, _inverse_softplus, lambda raw: math.log1p(math.exp(raw)), 0.0),
     "exp": Constraint("exp", jnp.exp, math.log, math.exp, 0.0),
@@ -120,6 +121,9 @@ class Parameter:
                              f"got {self.constraint!r}")
         if self.group not in GROUPS:
             raise ValueError(f"Parameter {self.name!r}: group must be one of {GROUPS}, got {self.group!r}")
+        if self.group == "gates" and self.constraint != "sigmoid":
+            raise ValueError(f"Parameter {self.name!r}: a gate is a value in (0, 1) (hard gates use 1[value > 0.5]): "
+                             f"its constraint must be 'sigmoid', got {self.constraint!r}")
         if not isinstance(self.init, Uniform):
             self.raw_value(self.init)   # an initial value outside the constraint's range fails here
 
@@ -290,8 +294,9 @@ class Neuron:
         return functools.partial(self.step, **self.options) if self.options else self.step
 
     def initial_values(self, neuron_init: Any = None) -> dict[str, float | Uniform]:
-        """Each parameter's initial value for ``neuron_init``: ``None``, a preset name, or a mapping
-        of some parameters' values (the rest keep their declared ones)."""
+        """Each parameter's initial value for ``neuron_init``: ``None``, a preset name (a preset this
+        neuron lacks leaves its declared values), or a mapping of the values of every parameter
+        with a constant initial value (those with a :class:`Uniform` one may be given too)."""
         values = {parameter.name: parameter.init for parameter in self.parameters}
         if neuron_init is None:
             return values
@@ -301,10 +306,12 @@ class Neuron:
             neuron_init = neuron_init.to_dict()
         if not isinstance(neuron_init, Mapping):
             raise TypeError(f"neuron_init: expected a preset name or a mapping, got {neuron_init!r}")
-        unknown = sorted(set(neuron_init) - set(values))
-        if unknown:
-            raise ValueError(f"neuron_init: neuron {self.name!r} has no parameter(s) {unknown}; its parameters: "
-                             f"{', '.join(self.param_names)}")
+        constants = tuple(p.name for p in self.parameters if not isinstance(p.init, Uniform))
+        missing = [name for name in constants if name not in neuron_init]
+        unknown = [name for name in neuron_init if name not in values]
+        if missing or unknown:
+            raise ValueError(f"expected values for {constants} (neuron {self.name!r}); missing {missing}, "
+                             f"unknown {unknown}")
         for name, value in neuron_init.items():
             self.parameter(name).raw_value(value)
         return {**values, **{name: float(value) for name, value in neuron_init.items()}}

@@ -22,7 +22,7 @@ def lif_coefficients(values: Mapping[str, jax.Array]) -> Coefficients:
     return Coefficients(values["tau"], one, zero, one, zero, values["v_th"])
 
 
-COEFFICIENTS["lif"] = lif_coefficients
 LIF = built_in(lambda: coefficient_neuron(
     "lif", lif_coefficients, tuple(p for p in PRIMITIVES if p.name in ("tau", "v_th")),
     "LIF with hard reset: decay tau, threshold v_th (GLIF's special case)"))
+COEFFICIENTS[LIF] = lif_coefficients

@@ -67,8 +67,8 @@ def get(kind: str | Neuron) -> Neuron:
     _load_built_ins()
     if kind not in _REGISTRY:
         close = difflib.get_close_matches(kind, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise OptionError("kind", f"unknown neuron {kind!r}{hint} Registered: {', '.join(_REGISTRY)}; or give "
+        hint = f"; did you mean {' or '.join(map(repr, close))}" if close else ""
+        raise OptionError("kind", f"unknown neuron {kind!r}{hint}; registered: {', '.join(_REGISTRY)}; or give "
                                   "'module.path:attribute' of a glif_jax.neurons.Neuron")
     return _REGISTRY[kind]
 
@@ -100,11 +100,7 @@ def built_in(factory: Callable[[], Neuron]) -> Neuron:
     return neuron
 
 
-def all_options() -> dict[str, object]:
-    """The options of every registered neuron with their defaults (the first neuron's default where
-    two share an option name), e.g. for a config that lists them all."""
-    options: dict[str, object] = {}
-    for name in names():
-        for option, default in _REGISTRY[name].default_options.items():
-            options.setdefault(option, default)
-    return options
+def option_defaults() -> dict[str, dict[str, object]]:
+    """``{neuron name: {option: default}}`` for every registered neuron that has options (e.g.
+    for a config that lists them all, each neuron's under its own name)."""
+    return {name: dict(_REGISTRY[name].default_options) for name in names() if _REGISTRY[name].default_options}

@@ -31,17 +31,16 @@ def resolve(neuron: NeuronLike) -> Neuron | None:
 def match(tree: Any, neuron: NeuronLike = None) -> Neuron | None:
     """The neuron whose parameters ``tree`` holds (exactly its names, array leaves), or None.
 
-    With ``neuron`` given, only that neuron matches; else the first registered neuron whose
-    parameter names are exactly the keys of ``tree``.
+    With ``neuron`` given, only that neuron matches; else the registered neuron whose parameter
+    names are exactly the keys of ``tree`` — None where several are (e.g. a user's neuron with
+    LIF's names ``tau, v_th``): then give ``neuron``.
     """
     if not isinstance(tree, Mapping) or not tree or any(isinstance(value, Mapping) for value in tree.values()):
         return None
     keys = set(map(str, tree))
     candidates = [resolve(neuron)] if neuron is not None else [registry.get(name) for name in registry.names()]
-    for candidate in candidates:
-        if keys == set(candidate.param_names):
-            return candidate
-    return None
+    found = [candidate for candidate in candidates if keys == set(candidate.param_names)]
+    return found[0] if len(found) == 1 else None
 
 
 def map_scopes(function: Callable[[str, Neuron, Mapping[str, Any]], Any], tree: Any, neuron: NeuronLike = None,

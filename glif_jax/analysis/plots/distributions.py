@@ -76,6 +76,14 @@ def plot_primitives(layers: Sequence[NeuronLayer], *, initial: Initial = None, r
                              what="primitives")
 
 
+def plot_neuron_weights(layers: Sequence[NeuronLayer], *, initial: Initial = None, run_label: str = "") -> Figure:
+    """One panel per parameter a neuron declares in the optimiser group "weights" (GLIF has none),
+    same style as :func:`plot_primitives`. Returns the figure."""
+    title = "Learned neuron weights per layer: distribution over channels" + (f"\n{run_label}" if run_label else "")
+    return _parameter_figure(layers, _labels(layers, "weight"), title=title, initial=initial, note=None,
+                             what="parameters in the group 'weights'")
+
+
 def per_time_step_labels(layers: Sequence[NeuronLayer]) -> list[ParameterLabel]:
     """The layers' neuron parameters with a leading time axis (GLIF: ``cond``)."""
     return _labels(layers, per_time_step=True)
