@@ -15,6 +15,7 @@ import pytest
 
 from glif_jax import analysis, models, neurons, optim
 from glif_jax.checkpoint import Checkpointer, CheckpointError
+from glif_jax.errors import OptionError
 from glif_jax.neurons import MembraneState, Neuron, NeuronConfig, Parameter, Uniform
 from glif_jax.train import cli
 
@@ -144,8 +145,9 @@ def test_neuron_config_keys_are_checked_with_their_full_names(tmp_path):
         "--config.model.neuron.kind=plf", tmp_path=tmp_path)
     assert ("config.model.neuron.options.plif.decay_input: set to False, but the neuron is 'glif'"
             in config_error("--config.model.neuron.options.plif.decay_input=False", tmp_path=tmp_path))
-    assert "config.model.neuron.options.plif.decay_input: expected True or False" in config_error(
-        "--config.model.neuron.kind=plif", "--config.model.neuron.options.plif.decay_input=2", tmp_path=tmp_path)
+    with pytest.raises(OptionError, match="options.plif.decay_input: expected True or False, got 'no'"):
+        models.ModelOptions.from_config({"name": "tiny_convnet", "time_steps": 2, "neuron": {
+            "kind": "plif", "options": {"plif": {"decay_input": "no"}}}})
     assert "config.model.neuron.implementation: expected one of" in config_error(
         "--config.model.neuron.implementation=fast", tmp_path=tmp_path)
     assert "cannot import module 'not_a_module_xyz'" in config_error(

@@ -122,7 +122,13 @@ def neuron_config(section: Mapping[str, Any]) -> NeuronConfig:
             if not _same(value, default):
                 raise OptionError(f"options.{name}.{option}", f"set to {value!r}, but the neuron is {neuron.name!r}; "
                                   f"options of neuron {name!r} apply only with kind={name!r}")
-    return NeuronConfig(**section, options=dict(options.get(neuron.name, {})) if own else {})
+    try:
+        return NeuronConfig(**section, options=dict(options.get(neuron.name, {})) if own else {})
+    except OptionError as error:   # name the option by its key, inside the neuron's section
+        head, _, rest = error.option.partition(".")
+        if head == "options" and rest:
+            raise OptionError(f"options.{neuron.name}.{rest}", error.problem) from None
+        raise
 
 
 def _same(value: Any, default: Any) -> bool:
