@@ -24,8 +24,8 @@ from glif_jax.train.state import TrainState
 from glif_jax.train.train import evaluate_checkpoint, train_and_evaluate
 from glif_jax.train.validation import validate_config
 from tests.data_reference import assert_batches_equal, reference_batches
-from tests.train_standins import (Interrupted, assert_bit_identical, make_experiment, records, restored_state,
-                                  small_config)
+from tests.comparison import assert_bit_identical
+from tests.train_standins import Interrupted, make_experiment, records, restored_state, small_config
 
 NUM_EPOCHS = 3
 STEPS_PER_EPOCH = 4

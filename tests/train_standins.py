@@ -151,14 +151,6 @@ def records(workdir) -> list[dict]:
     return [json.loads(line) for line in (Path(workdir) / METRICS_FILE).read_text().splitlines()]
 
 
-def assert_bit_identical(actual, expected) -> None:
-    """Equal structure and equal values, leaf by leaf; NaN anywhere fails (two runs that
-    diverged alike must not pass as identical)."""
-    from tests.comparison import assert_tree_close
-
-    assert_tree_close(actual, expected, rtol=0.0, atol=0.0)
-
-
 def restored_state(workdir: Path, config: ml_collections.ConfigDict):
     """The newest checkpoint of the stand-in run of ``config`` in ``workdir``, as a TrainState."""
     from glif_jax.checkpoint import Checkpointer
