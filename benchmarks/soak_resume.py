@@ -105,7 +105,9 @@ def kill_once(workdir: Path, kind: str, rng: random.Random, max_delay: float) ->
         return "ended before training started", process.returncode, resumed_from(log)
     if kind == KILL_KINDS[2]:
         deadline = time.monotonic() + max_delay
-        while time.monotonic() < deadline and process.poll() is None and not temporary_checkpoints(checkpoints) - before:
+        while time.monotonic() < deadline and process.poll() is None:
+            if temporary_checkpoints(checkpoints) - before:
+                break
             time.sleep(0.0005)
         process.send_signal(signal.SIGKILL)
     else:

@@ -227,7 +227,7 @@ def held_back_cleanup(monkeypatch):
     """orbax removes a killed save's temporary directories in a background thread; here each
     removal waits until someone waits for its thread (joins it), so a Checkpointer that
     returns without waiting returns, every time, with the leftovers still on disk.
-    Yields the threads whose removal was held back."""
+    Yields {thread: its release event} of every removal held back."""
     import threading
 
     from orbax.checkpoint._src.path import temporary_paths

@@ -265,8 +265,8 @@ def test_saved_files_load_into_their_networks(imported, tmp_path):
         files[name] = str(tmp_path / name)
         # without like=, a ResNet-18 is written as their channel-wise ResNet_18_stand_CW names its head
         like = {"like": fixture(name)} if name == LAYER_WISE else {}
-        save_gated_lif(files[name], to_gated_lif(model, variables, **like), key="net" if name == WIDE7B else "state_dict",
-                       extra={"epoch": 1})
+        save_gated_lif(files[name], to_gated_lif(model, variables, **like),
+                       key="net" if name == WIDE7B else "state_dict", extra={"epoch": 1})
     run_python(f"""
         import sys
         import numpy as np

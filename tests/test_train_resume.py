@@ -22,7 +22,8 @@ from glif_jax.train import config_changes
 from glif_jax.train.stop_signals import RunInterrupted
 from glif_jax.train.train import ConfigChangeError, TrainingDiverged, initial_state, train_and_evaluate
 from tests.comparison import assert_bit_identical
-from tests.train_standins import Interrupted, make_experiment, records, restored_state, small_config
+from tests.train_standins import (Interrupted, logged_steps, make_experiment, records, restored_state, resumed_at,
+                                  small_config)
 
 NUM_EPOCHS = 3
 STEPS_PER_EPOCH = 4
@@ -53,21 +54,6 @@ def state_at(workdir, step, **overrides):
     config = config_of(**overrides)
     with Checkpointer(workdir / "checkpoints", read_only=True) as checkpointer:
         return checkpointer.restore(initial_state(config, make_experiment(config)), step=step)[0]
-
-
-def resumed_at(workdir) -> list[int]:
-    """The step each resume of the run in ``workdir`` continued from (its config history)."""
-    history = (workdir / config_changes.HISTORY_FILE).read_text().splitlines()
-    return [json.loads(line)["resumed_at_step"] for line in history]
-
-
-def logged_steps(workdir) -> dict[str, list[int]]:
-    """The steps of the records in ``metrics.jsonl``, by split, in the order written (a redone
-    step logged twice shows up twice)."""
-    steps = {}
-    for record in records(workdir):
-        steps.setdefault(record["split"], []).append(record["step"])
-    return steps
 
 
 EVERY_OTHER_STEP = {"train": [2, 4, 6, 8, 10, 12], "eval": [4, 8, 12]}   # log_every_steps=2, an eval per epoch

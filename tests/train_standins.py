@@ -151,6 +151,22 @@ def records(workdir) -> list[dict]:
     return [json.loads(line) for line in (Path(workdir) / METRICS_FILE).read_text().splitlines()]
 
 
+def resumed_at(workdir) -> list[int]:
+    """The step each resume of the run in ``workdir`` continued from (its ``config_history.jsonl``)."""
+    from glif_jax.train.config_changes import HISTORY_FILE
+
+    return [json.loads(line)["resumed_at_step"] for line in (Path(workdir) / HISTORY_FILE).read_text().splitlines()]
+
+
+def logged_steps(workdir) -> dict[str, list[int]]:
+    """The steps of the records in ``metrics.jsonl``, by split, in the order written (a redone
+    step logged twice shows up twice)."""
+    steps: dict[str, list[int]] = {}
+    for record in records(workdir):
+        steps.setdefault(record["split"], []).append(record["step"])
+    return steps
+
+
 def restored_state(workdir: Path, config: ml_collections.ConfigDict):
     """The newest checkpoint of the stand-in run of ``config`` in ``workdir``, as a TrainState."""
     from glif_jax.checkpoint import Checkpointer
