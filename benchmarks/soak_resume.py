@@ -8,11 +8,16 @@ times: each launch runs with ``--resume=auto`` and is killed at a random moment,
   - SIGTERM at a random time (glif-train saves a checkpoint and exits 143),
   - SIGKILL while a checkpoint is being written (a temporary checkpoint directory exists),
 
-until the run finishes. Every relaunch must resume (never fail), and the final checkpoint
-(params, batch statistics, optimizer state, step, RNG key) must be bit-identical to the
-uninterrupted run's. When a launch finishes the run before its kill comes, that run is
-checked and a new one started, so every kill is covered by a comparison. Prints one line
-per kill and a summary; exits 1 on any mismatch.
+until the run finishes. A kill counts as landed during a write only when, after the process
+died, a temporary checkpoint directory it started is on disk. Every relaunch must resume
+(never fail) and log that it resumed from a step at least the newest checkpoint on disk
+before it started (a silent restart from scratch would reach the same final state), and the
+final checkpoint (params, batch statistics, optimizer state, step, RNG key) must be
+bit-identical to the uninterrupted run's. When a launch finishes the run before its kill
+comes, that run is checked and a new one started, so every kill is covered by a comparison.
+Prints one line per kill and a summary; exits 1 on a mismatch, on a relaunch that did not
+resume from the newest checkpoint, or when fewer than ``--write-kills`` kills (default: one in
+three, the kills of the third kind) landed during a write.
 
     python benchmarks/soak_resume.py --kills 20
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +48,7 @@ SHORT_RUN = ["--config.num_epochs=3", "--config.batch_size=16", "--config.steps_
              "--config.eval_steps=1", "--config.log_every_steps=1", "--config.checkpoint.every_steps=7",
              "--config.checkpoint.keep=2"]
 KILL_KINDS = ("SIGKILL at a random time", "SIGTERM at a random time", "SIGKILL during a checkpoint write")
+RESUMED = re.compile(r"resumed from step (\d+)")
 
 
 def launch(workdir: Path) -> subprocess.Popen:
@@ -65,32 +72,53 @@ def wait_for_training(process: subprocess.Popen, log: list[str]) -> bool:
     return started
 
 
-def writing_checkpoint(checkpoints: Path) -> bool:
-    return checkpoints.is_dir() and any("tmp" in path.name for path in checkpoints.iterdir())
+def temporary_checkpoints(checkpoints: Path) -> set[tuple[str, int, int]]:
+    """The temporary directories of checkpoints being written (or left by a kill) as (name,
+    inode, change time): a step written again after a resume reuses the name of its leftover."""
+    found = set()
+    for path in checkpoints.iterdir() if checkpoints.is_dir() else ():
+        try:
+            if "tmp" in path.name:
+                status = path.stat()
+                found.add((path.name, status.st_ino, status.st_ctime_ns))
+        except FileNotFoundError:   # finished (renamed) or removed meanwhile
+            pass
+    return found
 
 
-def kill_once(workdir: Path, kind: str, rng: random.Random, max_delay: float) -> tuple[str, int | None]:
-    """One launch killed as ``kind``; returns (what happened, exit status)."""
+def resumed_from(log: list[str]) -> int | None:
+    """The step a launch logged that it resumed from; None when it logged no resume."""
+    found = [int(match.group(1)) for line in log for match in [RESUMED.search(line)] if match]
+    return found[-1] if found else None
+
+
+def kill_once(workdir: Path, kind: str, rng: random.Random, max_delay: float) -> tuple[str, int | None, int | None]:
+    """One launch killed as ``kind``; returns (where the kill landed, exit status, the step it
+    resumed from). "during a write" is checked on disk once the process is dead: a temporary
+    checkpoint directory that was not there before the launch is left behind."""
+    checkpoints = workdir / "checkpoints"
+    before = temporary_checkpoints(checkpoints)   # a previous kill's leftovers, removed by the launch
     process = launch(workdir)
     log: list[str] = []
     if not wait_for_training(process, log):
         process.wait()
-        return "ended before training started", process.returncode
+        return "ended before training started", process.returncode, resumed_from(log)
     if kind == KILL_KINDS[2]:
         deadline = time.monotonic() + max_delay
-        while time.monotonic() < deadline and process.poll() is None and not writing_checkpoint(workdir / "checkpoints"):
+        while time.monotonic() < deadline and process.poll() is None:
+            if temporary_checkpoints(checkpoints) - before:
+                break
             time.sleep(0.0005)
-        landed = "during a write" if writing_checkpoint(workdir / "checkpoints") else "no write seen in time"
         process.send_signal(signal.SIGKILL)
     else:
         time.sleep(rng.uniform(0.0, max_delay))
-        landed = "during a write" if writing_checkpoint(workdir / "checkpoints") else "between writes"
         process.send_signal(signal.SIGKILL if kind == KILL_KINDS[0] else signal.SIGTERM)
     process.wait()
     if process.returncode not in (-signal.SIGKILL, 128 + signal.SIGTERM, 0):
         print("".join(log[-30:]), file=sys.stderr)
         raise SystemExit(f"launch failed with exit status {process.returncode} (a resume must never fail)")
-    return landed, process.returncode
+    landed = "during a write" if temporary_checkpoints(checkpoints) - before else "no write left behind"
+    return landed, process.returncode, resumed_from(log)
 
 
 def steps_on_disk(workdir: Path) -> list[int]:
@@ -123,8 +151,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     parser.add_argument("--max-delay", type=float, default=1.5,
                         help="kill at most this many seconds after training (re)started (default 1.5)")
+    parser.add_argument("--write-kills", type=int, default=None,
+                        help="how many kills must land during a checkpoint write, as seen on disk "
+                             "(default: --kills // 3, the kills of the third kind)")
     parser.add_argument("--keep", action="store_true", help="keep the work directories")
     args = parser.parse_args()
+    write_kills = args.kills // len(KILL_KINDS) if args.write_kills is None else args.write_kills
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="glif_soak_"))
     try:
@@ -138,7 +170,16 @@ def main() -> int:
         expected = final_state(root / "reference")
 
         soaked = root / "soaked"
-        kills, during_writes, exits, completed, mismatches = 0, 0, {}, 0, []
+        kills, during_writes, exits, completed, mismatches, bad_resumes = 0, 0, {}, 0, [], []
+
+        def check_resume(seen: list[int], step: int | None) -> str:
+            """A relaunch over checkpoints must log a resume from the newest one it found (or later)."""
+            if not seen:
+                return "new run"
+            if step is None or step < seen[-1]:
+                bad_resumes.append((seen[-1], step))
+                return f"DID NOT RESUME from step {seen[-1]} (logged: {step})"
+            return f"resumed from {step}"
 
         def check_finished_run() -> None:
             nonlocal completed
@@ -152,29 +193,38 @@ def main() -> int:
 
         while kills < args.kills:
             kind = KILL_KINDS[kills % len(KILL_KINDS)]
-            landed, status = kill_once(soaked, kind, rng, args.max_delay)
+            seen = steps_on_disk(soaked)
+            landed, status, step = kill_once(soaked, kind, rng, args.max_delay)
+            resume = check_resume(seen, step)
             if status == 0:   # this launch finished the run before the kill came: check it, start over
+                print(f"  a launch finished the run ({resume})")
                 check_finished_run()
                 shutil.rmtree(soaked)
                 continue
             kills += 1
             during_writes += landed == "during a write"
             exits[status] = exits.get(status, 0) + 1
-            print(f"kill {kills:2d}: {kind:34s} exit {status:4d}  {landed:22s} "
+            print(f"kill {kills:2d}: {kind:34s} exit {status:4d}  {landed:22s} {resume:24s} "
                   f"checkpoints {steps_on_disk(soaked)}")
+        seen = steps_on_disk(soaked)
         finish = launch(soaked)
         _, err = finish.communicate()
         if finish.returncode != 0:
             print(err[-3000:], file=sys.stderr)
             raise SystemExit(f"the final resume failed with exit status {finish.returncode}")
+        print(f"  the last launch finished the run ({check_resume(seen, resumed_from(err.splitlines()))})")
         check_finished_run()
-        print(f"\n{kills} kills ({during_writes} landed during a checkpoint write; exit statuses {exits}) "
-              f"over {completed} soaked runs: "
-              + ("every final state bit-identical to the uninterrupted run" if not mismatches
-                 else f"{len(mismatches)} final states DIFFER"))
+        problems = ([f"{len(mismatches)} final states DIFFER"] if mismatches else []) + (
+            [f"{len(bad_resumes)} relaunches did not resume from the newest checkpoint"] if bad_resumes else []) + (
+            [f"only {during_writes} of the {write_kills} kills asked for landed during a write"]
+            if during_writes < write_kills else [])
+        print(f"\n{kills} kills ({during_writes} landed during a checkpoint write, {write_kills} asked for; "
+              f"exit statuses {exits}) over {completed} soaked runs: "
+              + ("every relaunch resumed from the newest checkpoint, every final state bit-identical to the "
+                 "uninterrupted run" if not problems else "FAILED: " + "; ".join(problems)))
         print(f"total {time.perf_counter() - start:.0f} s; work directories in {root}" if args.keep else
               f"total {time.perf_counter() - start:.0f} s")
-        return 0 if not mismatches else 1
+        return 0 if not problems else 1
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -7,6 +7,10 @@ node types, number of leaves), so that such a result can never make a comparison
 maximum is NaN on both sides, ``x > tolerance`` is False for a NaN ``x``, Python's
 ``max`` over a list holding a NaN depends on the order, and ``zip`` over the leaves of
 two trees stops silently at the shorter one.
+
+:func:`assert_bit_identical` compares bits, not numbers: dtype and raw bytes of every leaf, so
+that +0 never passes for −0, nor a float64 copy for the float32 original; the other functions
+compare values in float64.
 """
 
 from __future__ import annotations
@@ -72,10 +76,32 @@ def tree_difference(actual: Any, expected: Any, difference: Difference = relativ
 def assert_tree_close(actual: Any, expected: Any, *, rtol: float = 0.0, atol: float = 0.0) -> None:
     """Every element of every leaf within ``atol + rtol * |expected|`` (the rule of
     ``numpy.testing.assert_allclose``), after the structure, shape and finiteness checks.
-    With the default zero tolerances: the same values (bit for bit, up to the sign of zero)."""
+    With the default zero tolerances: the same numbers, but +0 equals −0 and the dtypes may
+    differ (compared in float64); :func:`assert_bit_identical` compares the bits."""
     for path, a, e in _leaf_pairs(actual, expected):
         try:
             a, e = _checked(a, e)
         except AssertionError as error:
             raise AssertionError(f"leaf {path or '(root)'}: {error}") from None
         np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, equal_nan=False, err_msg=f"leaf {path or '(root)'}")
+
+
+def assert_bit_identical(actual: Any, expected: Any) -> None:
+    """The same tree structure and, leaf by leaf, the same dtype, shape and raw bytes (so +0
+    differs from −0, and float32 from float64 holding the same numbers); a NaN or an infinity
+    in a floating-point leaf fails too (two runs that diverged alike are not identical).
+    A failure names the leaf and its first differing element."""
+    for path, a, e in _leaf_pairs(actual, expected):
+        name = f"leaf {path or '(root)'}"
+        a, e = np.asarray(a), np.asarray(e)
+        assert a.dtype == e.dtype, f"{name}: dtypes differ: {a.dtype} vs {e.dtype}"
+        assert a.shape == e.shape, f"{name}: shapes differ: {a.shape} vs {e.shape}"
+        if np.issubdtype(a.dtype, np.inexact) or a.dtype.kind == "V":   # "V": ml_dtypes' bfloat16 and friends
+            finite = np.isfinite(a.astype(np.float64)).all() and np.isfinite(e.astype(np.float64)).all()
+            assert finite, f"{name}: non-finite values"
+        if a.tobytes() != e.tobytes():
+            elements = np.ascontiguousarray(a).reshape(-1).view(f"V{a.itemsize}") if a.size else a
+            wanted = np.ascontiguousarray(e).reshape(-1).view(f"V{e.itemsize}") if e.size else e
+            first = int(np.flatnonzero(elements != wanted)[0])
+            raise AssertionError(f"{name}: bytes differ, first at flat index {first}: "
+                                 f"{a.reshape(-1)[first]!r} vs {e.reshape(-1)[first]!r}")

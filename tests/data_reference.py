@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from tests.comparison import assert_bit_identical
+
 
 def reference_epoch_seed(seed: int, epoch: int) -> int:
     """S of epoch ``epoch``: the top 31 of the first 32 bits of SeedSequence([seed, epoch])."""
@@ -55,10 +57,12 @@ def reference_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, s
 
 
 def assert_batches_equal(actual, expected) -> None:
-    """Bit-identical "image" and "label" (and all-ones masks) batch by batch."""
+    """Bit-identical "image" and "label" (dtype and bytes; and all-ones masks) batch by batch."""
     actual = list(actual)
     assert len(actual) == len(expected)
     for index, (got, want) in enumerate(zip(actual, expected)):
-        np.testing.assert_array_equal(got["label"], want["label"], err_msg=f"labels of batch {index}")
-        np.testing.assert_array_equal(got["image"], want["image"], err_msg=f"images of batch {index}")
+        try:
+            assert_bit_identical({"image": got["image"], "label": got["label"]}, want)
+        except AssertionError as error:
+            raise AssertionError(f"batch {index}: {error}") from None
         assert got["mask"].all()

@@ -6,6 +6,7 @@ import pytest
 
 from tests.comparison import (
     absolute_difference,
+    assert_bit_identical,
     assert_tree_close,
     leaf_differences,
     relative_difference,
@@ -122,3 +123,33 @@ def test_assert_tree_close_fails_on_non_finite_values_even_where_both_sides_agre
 def test_assert_tree_close_fails_on_a_shape_mismatch_instead_of_broadcasting():
     with pytest.raises(AssertionError, match="shapes differ"):
         assert_tree_close(np.ones((2, 3)), np.ones(3))
+
+
+def test_assert_bit_identical_compares_dtype_and_bytes():
+    """+0 against −0, float64 against float32 and int64 against int32 with the same numbers
+    all fail, naming the leaf; identical trees (bfloat16, integer keys, empty arrays) pass."""
+    import ml_dtypes
+
+    same = tree(b=np.array([1.0, 0.0, -2.5], np.float32))
+    assert_bit_identical(same, tree(b=np.array([1.0, 0.0, -2.5], np.float32)))
+    assert_bit_identical((np.array([1, 3], ml_dtypes.bfloat16), np.array([7, 9], np.uint32), np.zeros((0, 2))),
+                         (np.array([1, 3], ml_dtypes.bfloat16), np.array([7, 9], np.uint32), np.zeros((0, 2))))
+    with pytest.raises(AssertionError, match=r"leaf \['params'\]\['b'\]: bytes differ, first at flat index 1"):
+        assert_bit_identical(same, tree(b=np.array([1.0, -0.0, -2.5], np.float32)))
+    with pytest.raises(AssertionError, match=r"leaf \['params'\]\['b'\]: dtypes differ: float64 vs float32"):
+        assert_bit_identical(tree(b=np.array([1.0, 0.0, -2.5])), same)
+    with pytest.raises(AssertionError, match="dtypes differ: int64 vs int32"):
+        assert_bit_identical(np.array([3], np.int64), np.array([3], np.int32))
+    with pytest.raises(AssertionError, match="bytes differ"):
+        assert_bit_identical(np.array([1, 3], ml_dtypes.bfloat16), np.array([1, 4], ml_dtypes.bfloat16))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_assert_bit_identical_fails_on_non_finite_values_and_structure_changes(bad):
+    broken = tree(b=np.array([1.0, bad, 1.0], np.float32))
+    with pytest.raises(AssertionError, match=r"\['params'\]\['b'\]: non-finite"):
+        assert_bit_identical(broken, broken)
+    with pytest.raises(AssertionError, match="tree structures differ"):
+        assert_bit_identical(tree(extra=np.zeros(2)), tree())
+    with pytest.raises(AssertionError, match="shapes differ"):
+        assert_bit_identical(np.ones((1, 3)), np.ones(3))

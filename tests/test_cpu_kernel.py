@@ -23,7 +23,7 @@ import pytest
 
 from glif_jax import cpu_kernel, neuron, surrogate
 from glif_jax.neuron import Coefficients, NeuronConfig, NeuronState, glif, glif_scan
-from tests.comparison import assert_tree_close, leaf_differences
+from tests.comparison import assert_bit_identical, assert_tree_close, leaf_differences
 
 pytestmark = pytest.mark.skipif(
     not cpu_kernel.available() and shutil.which("c++") is None,
@@ -157,11 +157,11 @@ def test_float32_bit_identical_to_numpy_recurrence(time_steps, step_shape, given
     spikes, membranes = jax.jit(
         lambda c, x, initial: cpu_kernel.scan(c, x, initial, surrogate.get("rectangular"))
     )(c, x, initial)
-    assert_tree_close((spikes, membranes), (want_spikes, want_membranes))
+    assert_bit_identical((spikes, membranes), (want_spikes, want_membranes))
     only_spikes, no_membranes = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"),
                                                 keep_membranes=False)
     assert no_membranes is None
-    assert_tree_close(only_spikes, want_spikes)
+    assert_bit_identical(only_spikes, want_spikes)
 
 
 # Outputs of at least 1 MiB go to memory with non-temporal stores, 16 bytes at a time where aligned:
@@ -185,10 +185,10 @@ def test_large_outputs_bit_identical_to_numpy_recurrence(time_steps, step_shape,
             want_spikes, want_membranes = numpy_recurrence(c, x, membrane, spike)
             spikes, membranes = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"))
             assert spikes.dtype == dtype
-            assert_tree_close((spikes, membranes), (want_spikes, want_membranes))
+            assert_bit_identical((spikes, membranes), (want_spikes, want_membranes))
             only_spikes, _ = cpu_kernel.scan(c, jnp.asarray(x), initial, surrogate.get("rectangular"),
                                              keep_membranes=False)
-            assert_tree_close(only_spikes, want_spikes)
+            assert_bit_identical(only_spikes, want_spikes)
 
 
 def logits_for(rng, time_steps, channels):

@@ -172,7 +172,7 @@ def reference_train_batches(data_dir, seed, epoch, batch_size, count, shard_inde
     batches = (examples.shuffle(10_000, seed=data_seed, reshuffle_each_iteration=True).repeat().enumerate()
                .map(lambda index, example: {
                    "image": train_image(example["image"], tf.random.experimental.stateless_fold_in(base, index)),
-                   "label": example["label"]})
+                   "label": tf.cast(example["label"], tf.int32)})   # the pipelines' label dtype
                .batch(batch_size, drop_remainder=True))
     return list(itertools.islice(tfds.as_numpy(batches), count))
 

@@ -2,7 +2,8 @@
 
 The fixtures (tests/fixtures/gated_lif, written once by make_fixtures.py with PyTorch) are
 tiny networks in the authors' module structure, key names and file formats: ResNet-18 and
-ResNet-19 for CIFAR (tdBN, zip and legacy ``torch.save`` formats), MS-ResNet-18 for ImageNet
+ResNet-19 for CIFAR (tdBN, zip and legacy ``torch.save`` formats; ResNet-18 also layer-wise,
+their ``LIFSpike`` in ``ResNet_18_stand``), MS-ResNet-18 for ImageNet
 (tdBN converted to SyncBatchNorm, DataParallel ``module.`` keys) and the 7B-wideNet for
 CIFAR10-DVS (BatchNorm2d, float64 gates, their training script's checkpoint dict). Each
 comes with what ``torch.load`` gives and the PyTorch network's eval-mode logits. Nothing
@@ -32,16 +33,21 @@ from glif_jax.gated_lif.convert import variable_shapes
 from glif_jax.gated_lif.pickle_writer import write_torch_file
 from glif_jax.layers import RESIDUAL_BRANCH_SCALE, TDBN_THRESHOLD
 from glif_jax.models import get_model
+from tests import comparison
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "gated_lif")
 RESNET18 = "resCifar18stand-CIFAR10-step2-CW.pth.tar"
+LAYER_WISE = "resCifar18stand-CIFAR100-step2.pth.tar"   # their ResNet_18_stand: LIFSpike, one value per layer
 RESNET19 = "resCifar19-CIFAR100-step3-CW.pth.tar"
 MS_RESNET18 = "MS18-ImageNet-step2-CW.pth.tar"
 WIDE7B = "SEWResNet_GLIF_dsr_ADD_T_2-checkpoint_max.pth"
-CHECKPOINTS = (RESNET18, RESNET19, MS_RESNET18, WIDE7B)
+CHECKPOINTS = (RESNET18, LAYER_WISE, RESNET19, MS_RESNET18, WIDE7B)
+CHANNEL_WISE = (RESNET18, RESNET19, MS_RESNET18, WIDE7B)   # the kind of their published checkpoints
 EXPECTED = {   # what the tensors tell about each fixture
     RESNET18: dict(architecture="resnet18", num_classes=10, time_steps=2, width_multiplier=1 / 32, channel_wise=True,
                    batch_norm="tdbn", data_parallel=False, head_keys="sequential", options={}),
+    LAYER_WISE: dict(architecture="resnet18", num_classes=100, time_steps=2, width_multiplier=1 / 32,
+                     channel_wise=False, batch_norm="tdbn", data_parallel=False, head_keys="container", options={}),
     RESNET19: dict(architecture="resnet19", num_classes=100, time_steps=3, width_multiplier=1 / 32, channel_wise=True,
                    batch_norm="tdbn", data_parallel=False, head_keys="container", options={}),
     MS_RESNET18: dict(architecture="ms_resnet18", num_classes=60, time_steps=2, width_multiplier=1 / 32,
@@ -80,10 +86,9 @@ def channels_last(x: np.ndarray) -> np.ndarray:
 
 
 def assert_bit_identical(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    """The same keys in the same order, and per key the same dtype, shape and bytes."""
     assert list(actual) == list(expected)
-    for key, value in expected.items():
-        assert (actual[key].dtype, actual[key].shape) == (value.dtype, value.shape), key
-        assert actual[key].tobytes() == value.tobytes(), key
+    comparison.assert_bit_identical(dict(actual), dict(expected))
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +115,8 @@ def test_the_reader_needs_no_torch_and_gives_what_torch_load_gives():
     run_python(f"""
         import sys
         sys.modules["torch"] = None   # any import of torch now raises ImportError
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from test_gated_lif import CHECKPOINTS, WIDE7B, assert_bit_identical, fixture, reference
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+        from tests.test_gated_lif import CHECKPOINTS, WIDE7B, assert_bit_identical, fixture, reference
         from glif_jax.gated_lif import describe_gated_lif, read_torch_file
         for name in CHECKPOINTS:
             expected = reference(name)
@@ -189,7 +194,7 @@ def test_round_trip_is_bit_exact(imported, name):
     assert_bit_identical(to_gated_lif(model, variables, like=fixture(name)), read_state_dict(fixture(name)))
 
 
-@pytest.mark.parametrize("name", (RESNET18, RESNET19))
+@pytest.mark.parametrize("name", (RESNET18, LAYER_WISE, RESNET19))
 def test_float32_round_trip_is_bit_exact_for_tdbn_checkpoints(imported, name):
     """Their CIFAR checkpoints are all float32 tdBN: the default float32 import loses nothing."""
     model, variables = imported[(name, False)]
@@ -205,7 +210,7 @@ def test_float32_round_trip_rounds_only_what_float32_cannot_hold(imported, name)
         np.testing.assert_allclose(back[key], value, rtol=2 ** -23, atol=0, err_msg=key)
 
 
-@pytest.mark.parametrize("name", CHECKPOINTS)
+@pytest.mark.parametrize("name", CHANNEL_WISE)
 def test_default_export_has_the_keys_of_their_published_checkpoints(imported, name):
     """Without ``like``, the name alone gives their published format: keys, order, dtypes
     (``module.`` and SyncBatchNorm for MS-ResNet-18, float64 gates for the 7B-wideNet)."""
@@ -249,6 +254,7 @@ def test_layer_wise_glif_round_trips():
     assert_bit_identical(to_gated_lif(again, again_variables), exported)
 
 
+@pytest.mark.torch
 @pytest.mark.skipif(not HAS_TORCH, reason="needs PyTorch (the bench extra) to load the file into their network")
 def test_saved_files_load_into_their_networks(imported, tmp_path):
     """``save_gated_lif`` files pass ``torch.load(weights_only=True)`` and their networks'
@@ -257,8 +263,10 @@ def test_saved_files_load_into_their_networks(imported, tmp_path):
     for name in CHECKPOINTS:
         model, variables = imported[(name, False)]
         files[name] = str(tmp_path / name)
-        save_gated_lif(files[name], to_gated_lif(model, variables), key="net" if name == WIDE7B else "state_dict",
-                       extra={"epoch": 1})
+        # without like=, a ResNet-18 is written as their channel-wise ResNet_18_stand_CW names its head
+        like = {"like": fixture(name)} if name == LAYER_WISE else {}
+        save_gated_lif(files[name], to_gated_lif(model, variables, **like),
+                       key="net" if name == WIDE7B else "state_dict", extra={"epoch": 1})
     run_python(f"""
         import sys
         import numpy as np

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.torch
 pytest.importorskip("torch")
 pytest.importorskip("spikingjelly")
 

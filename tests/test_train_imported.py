@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from glif_jax import data
-from glif_jax.gated_lif import from_gated_lif
+from glif_jax.gated_lif import from_gated_lif, read_state_dict
 from glif_jax.train import cli, metrics
-from tests.comparison import assert_tree_close
+from tests.comparison import assert_bit_identical, assert_tree_close
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = str(REPO / "tests" / "fixtures" / "gated_lif" / "resCifar18stand-CIFAR10-step2-CW.pth.tar")
@@ -38,6 +38,36 @@ def npz_files(tmp_path_factory):
 def their_network():
     """(model, variables) of the fixture, converted once for the module."""
     return from_gated_lif(FIXTURE)
+
+
+# Their GLIF parameter names (keys of the file) for glif-jax's (glif_jax.neuron.PARAM_NAMES)
+THEIR_NAMES = {"alpha": "alpha", "beta": "beta", "gamma": "gamma", "tau": "tau", "lam": "leak", "v_th": "Vth",
+               "v_re": "reVth", "cond": "conduct"}
+
+
+def their_batch_statistics(path: str) -> dict:
+    """The running means and variances of their ResNet-18 file, read from its tensors and
+    placed by their module names (``conv1.0.module.1``: the stem; ``features.<i>``: block
+    ``i % 2 + 1`` of stage ``i // 2 + 1``) in glif-jax's ``batch_stats`` tree."""
+    stats: dict = {}
+    for key, value in read_state_dict(path).items():
+        if not key.endswith(("running_mean", "running_var")):
+            continue
+        module, statistic = key.rsplit(".", 1)
+        parts = module.split(".")
+        if parts[0] == "conv1":
+            ours = ("stem", "conv_norm", "norm")
+        else:
+            index, where = int(parts[1]), ".".join(parts[2:])
+            block = f"stage{index // 2 + 1}_block{index % 2 + 1}"
+            ours = (block, *{"body.0.module.1": ("conv_norm1", "norm"), "body.2.module.1": ("conv_norm2", "norm"),
+                              "downsample.module": ("shortcut", "norm"),
+                              "downsample.0.module.1": ("shortcut", "conv_norm", "norm")}[where])
+        node = stats
+        for name in ours:
+            node = node.setdefault(name, {})
+        node["mean" if statistic == "running_mean" else "var"] = value
+    return stats
 
 
 def overrides(npz: str, time_steps: int = 2) -> list[str]:
@@ -102,10 +132,15 @@ def test_glif_eval_refuses_another_class_count(npz_files, capsys):
     assert code == 1 and "classifies 10 classes, but the configured dataset 'npz' has 5" in err
 
 
-def test_glif_train_init_from_starts_from_their_parameters(npz_files, their_network, tmp_path, capsys):
-    """With a zero learning rate, one step leaves the parameters as imported: the run really
-    started from them (and took the width from the file)."""
+def test_glif_train_init_from_starts_from_their_parameters_and_statistics(npz_files, their_network, tmp_path,
+                                                                          capsys):
+    """With a zero learning rate, one step leaves the parameters as imported, and the tdBN
+    running statistics are the file's moved once towards the first batch's: the run really
+    started from both (and took the width from the file)."""
     from glif_jax.checkpoint import Checkpointer
+    from glif_jax.train.experiment import build_experiment
+    from glif_jax.train.validation import validate_config
+    from glif_jax.workdir import load_config
 
     code, _, err = run(cli._train, "glif-train", "--config", NPZ_CONFIG, *overrides(npz_files["ten"]),
                        "--config.num_epochs=1", "--config.steps_per_epoch=1", "--config.optim.base_lr=0.0",
@@ -114,13 +149,19 @@ def test_glif_train_init_from_starts_from_their_parameters(npz_files, their_netw
     assert "starting from the parameters of" in err
     with Checkpointer(tmp_path / "run" / "checkpoints", read_only=True) as checkpointer:
         state, _ = checkpointer.restore()
-    _, variables = their_network
-    assert_tree_close(state["params"], variables["params"])
+    model, variables = their_network
+    assert_bit_identical(state["params"], variables["params"])
     assert int(state["step"]) == 1
+    config = load_config(tmp_path / "run")
+    first_batch = next(iter(build_experiment(config, validate_config(config)).train_batches(0)))
+    _, updated = model.apply({"params": variables["params"], "batch_stats": their_batch_statistics(FIXTURE)},
+                             first_batch["image"], train=True, mutable=["batch_stats"])
+    assert_tree_close(state["batch_stats"], updated["batch_stats"], rtol=1e-5, atol=1e-7)
 
 
-def test_glif_plot_draws_an_imported_checkpoint(npz_files, their_network, tmp_path):
-    """The learned-values table of the figures is the sigmoid of their stored gate logits."""
+def test_glif_plot_draws_an_imported_checkpoint(npz_files, tmp_path):
+    """The learned-values table of the figures holds the sigmoid of every GLIF logit stored in
+    their file (the stem's, by channel and time step)."""
     import pandas as pd
 
     with pytest.raises(SystemExit) as exited:
@@ -130,10 +171,11 @@ def test_glif_plot_draws_an_imported_checkpoint(npz_files, their_network, tmp_pa
     assert code == 0
     assert (tmp_path / "figures" / "gates.png").is_file()
     values = pd.read_csv(tmp_path / "figures" / "learned_values.csv")
-    _, variables = their_network
-    stem_alpha = np.asarray(variables["params"]["stem"]["neuron"]["alpha"]).reshape(-1)
-    table = values[(values.layer == "stem") & (values.parameter == "alpha")].sort_values("channel")["value"]
-    np.testing.assert_allclose(table.to_numpy(), 1 / (1 + np.exp(-stem_alpha)), rtol=1e-6)
+    theirs = read_state_dict(FIXTURE)
+    for ours, their_name in THEIR_NAMES.items():
+        logits = theirs[f"conv1.1.{their_name}"].astype(np.float64)   # [C], conduct [T, C]
+        rows = values[(values.layer == "stem") & (values.parameter == ours)].sort_values(["time_step", "channel"])
+        assert_tree_close(rows["value"].to_numpy(np.float64), 1 / (1 + np.exp(-logits.reshape(-1))), rtol=1e-6)
 
 
 @pytest.mark.parametrize("with_config, extra, problem", [

@@ -23,8 +23,9 @@ from glif_jax.train.experiment import build_experiment
 from glif_jax.train.state import TrainState
 from glif_jax.train.train import evaluate_checkpoint, train_and_evaluate
 from glif_jax.train.validation import validate_config
+from tests.comparison import assert_bit_identical
 from tests.data_reference import assert_batches_equal, reference_batches
-from tests.train_standins import (Interrupted, assert_bit_identical, make_experiment, records, restored_state,
+from tests.train_standins import (Interrupted, logged_steps, make_experiment, records, restored_state, resumed_at,
                                   small_config)
 
 NUM_EPOCHS = 3
@@ -121,12 +122,11 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(reference_run, tmp
     with pytest.raises(FileExistsError, match="--resume"):
         run(interrupted)  # no silent restart over an existing run
     resumed_results = run(interrupted, resume=True)
+    assert resumed_at(interrupted) == [STEPS_PER_EPOCH]   # from the epoch-1 checkpoint, not from scratch
     assert_bit_identical(final_state(interrupted), final_state(workdir))
     assert resumed_results["eval_top1"] == results["eval_top1"]
     assert resumed_results["eval_loss"] == results["eval_loss"]
-    steps_logged = [(r["split"], r["step"]) for r in records(interrupted)]
-    assert len(steps_logged) == len(set(steps_logged))  # redone steps were not logged twice
-    assert steps_logged == [(r["split"], r["step"]) for r in records(workdir)]
+    assert logged_steps(interrupted) == logged_steps(workdir)  # redone steps were not logged twice
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):

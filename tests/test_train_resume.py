@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 
@@ -20,7 +21,8 @@ from glif_jax.checkpoint import Checkpointer
 from glif_jax.train import config_changes
 from glif_jax.train.stop_signals import RunInterrupted
 from glif_jax.train.train import ConfigChangeError, TrainingDiverged, initial_state, train_and_evaluate
-from tests.train_standins import (Interrupted, assert_bit_identical, make_experiment, records, restored_state,
+from tests.comparison import assert_bit_identical
+from tests.train_standins import (Interrupted, logged_steps, make_experiment, records, restored_state, resumed_at,
                                   small_config)
 
 NUM_EPOCHS = 3
@@ -45,6 +47,16 @@ def saved_steps(workdir):
 
 def final_state(workdir, **overrides):
     return restored_state(workdir, config_of(**overrides))
+
+
+def state_at(workdir, step, **overrides):
+    """The checkpoint of ``step`` of the stand-in run in ``workdir``, as a TrainState."""
+    config = config_of(**overrides)
+    with Checkpointer(workdir / "checkpoints", read_only=True) as checkpointer:
+        return checkpointer.restore(initial_state(config, make_experiment(config)), step=step)[0]
+
+
+EVERY_OTHER_STEP = {"train": [2, 4, 6, 8, 10, 12], "eval": [4, 8, 12]}   # log_every_steps=2, an eval per epoch
 
 
 
@@ -79,19 +91,31 @@ def test_a_diverging_run_stops_at_the_first_non_finite_step_and_keeps_the_good_c
 
 
 def test_a_huge_learning_rate_diverges_and_is_never_reported_as_accurate(tmp_path):
-    with pytest.raises(TrainingDiverged, match="not finite at step"):
-        run(tmp_path, **{"optim.base_lr": 1e30})
-    assert all(np.isfinite(r["loss"]) for r in records(tmp_path) if r["split"] == "train")
+    """Logging every step, the steps before the divergence are logged with finite losses; the
+    diverged step is not, no evaluation is reported and no checkpoint is written."""
+    with pytest.raises(TrainingDiverged, match=r"not finite at step (\d+)") as diverged:
+        run(tmp_path, log_every_steps=1, **{"optim.base_lr": 1e30})
+    diverged_at = int(re.search(r"not finite at step (\d+)", str(diverged.value)).group(1))
+    assert diverged_at >= 2   # the first step's loss is computed before any update
+    assert logged_steps(tmp_path) == {"train": list(range(1, diverged_at))}
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["top1"]) for r in records(tmp_path))
+    assert saved_steps(tmp_path) == []
 
 
 def test_skip_mode_skips_the_non_finite_step_without_touching_the_state(tmp_path, reference, caplog):
     """With nonfinite.action="skip", the poisoned step changes nothing but the step counter:
-    the run ends like one whose step 7 had a zero update. Its metrics exclude the step."""
-    results = run(tmp_path, batch_hook=poison_batch(6), **{"nonfinite.action": "skip"})
+    the checkpoint after step 7 holds exactly the parameters, batch statistics and optimizer
+    state of the one after step 6. Its metrics exclude the step."""
+    skipping = {"nonfinite.action": "skip", "checkpoint.every_steps": 1, "checkpoint.keep": 7}
+    results = run(tmp_path, batch_hook=poison_batch(6), **skipping)
     assert results["skipped_steps"] == 1
     assert "step 7: the loss or a gradient is not finite; the update was skipped" in caplog.text
     assert all(np.isfinite(r["loss"]) for r in records(tmp_path))
-    state = final_state(tmp_path, **{"nonfinite.action": "skip"})
+    before, after = state_at(tmp_path, 6, **skipping), state_at(tmp_path, 7, **skipping)
+    assert (int(before.step), int(after.step)) == (6, 7)
+    assert_bit_identical((after.params, after.batch_stats, after.opt_state),
+                         (before.params, before.batch_stats, before.opt_state))
+    state = final_state(tmp_path, **skipping)
     assert int(state.step) == NUM_EPOCHS * STEPS_PER_EPOCH
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.params))
     reference_state = final_state(reference[0])
@@ -125,6 +149,8 @@ def test_a_stop_signal_saves_a_checkpoint_and_the_resumed_run_is_bit_identical(t
     assert signal.getsignal(stop_signal) is previous
     assert saved_steps(tmp_path)[-2:] == [8, 10]
     results = run(tmp_path, resume="auto")
+    assert resumed_at(tmp_path) == [10]
+    assert logged_steps(tmp_path) == EVERY_OTHER_STEP
     assert_bit_identical(final_state(tmp_path), final_state(reference[0]))
     for key in ("train_loss", "train_top1", "eval_loss", "eval_top1", "best_eval_top1"):
         assert results[key] == reference[1][key], key
@@ -148,6 +174,8 @@ def test_resume_auto_starts_a_new_run_or_continues_one_killed_after_a_mid_epoch_
     assert saved_steps(tmp_path)[-2:] == [6, 8]
     shutil.rmtree(tmp_path / "checkpoints" / "8")   # lose the epoch-end one: resume mid-epoch 2 from 6
     results = run(tmp_path, resume="auto", **{"checkpoint.every_steps": 3})
+    assert resumed_at(tmp_path) == [6]
+    assert logged_steps(tmp_path) == logged_steps(reference[0])   # steps 7 and 8 redone, logged once
     assert_bit_identical(final_state(tmp_path), final_state(reference[0]))
     assert results["train_loss"] == reference[1]["train_loss"]
 
@@ -162,6 +190,8 @@ def test_resume_skips_a_corrupt_newest_checkpoint_with_a_warning(tmp_path, refer
             path.write_bytes(b"\0" * path.stat().st_size)
     run(tmp_path, resume="yes")
     assert f"{tmp_path}/checkpoints/8" in caplog.text and "skipping a damaged checkpoint" in caplog.text
+    assert resumed_at(tmp_path) == [4]
+    assert logged_steps(tmp_path) == EVERY_OTHER_STEP
     assert_bit_identical(final_state(tmp_path), final_state(reference[0]))
 
 
@@ -279,6 +309,8 @@ def test_a_narrow_glif_resnet_killed_mid_epoch_resumes_bit_exactly(tmp_path, com
         train_and_evaluate(config, tmp_path / "killed", experiment=killed_at(5))
     assert saved_steps(tmp_path / "killed")[-1] == 4
     train_and_evaluate(config, tmp_path / "killed", resume="auto", experiment=experiment)
+    assert resumed_at(tmp_path / "killed") == [4]
+    assert logged_steps(tmp_path / "killed") == logged_steps(tmp_path / "reference")
 
     def state_of(workdir):
         with Checkpointer(workdir / "checkpoints", read_only=True) as checkpointer:

@@ -21,7 +21,7 @@ from glif_jax.data.options import BatchRequest
 from glif_jax.train import metrics, steps
 from glif_jax.train.evaluate import evaluate
 from glif_jax.train.state import create_train_state
-from tests.comparison import assert_tree_close
+from tests.comparison import assert_bit_identical, assert_tree_close
 from tests.train_standins import IMAGE_SHAPE, NUM_CLASSES, TinyBatchNormNet, dataset
 
 
@@ -132,7 +132,7 @@ def test_train_step_updates_running_statistics_and_is_pure(tiny):
     state, batch = tiny["state"], {"image": tiny["images"][:8], "label": tiny["labels"][:8]}
     first_state, first_sums = tiny["train_fn"](state, batch)
     again_state, again_sums = tiny["train_fn"](state, batch)
-    assert_tree_close((again_state, again_sums), (first_state, first_sums))
+    assert_bit_identical((again_state, again_sums), (first_state, first_sums))
     mean_before = state.batch_stats["BatchNorm_0"]["mean"]
     mean_after = first_state.batch_stats["BatchNorm_0"]["mean"]
     assert not np.allclose(mean_before, mean_after)
@@ -251,10 +251,48 @@ def test_a_non_finite_step_is_flagged_and_skipped_only_when_asked(tiny, skip_non
     new_state, sums = train_fn(state, {"image": images, "label": tiny["labels"][:8]})
     assert float(sums["nonfinite"]) == 1 and int(new_state.step) == int(state.step) + 1
     if skip_nonfinite:
-        assert_tree_close((new_state.params, new_state.batch_stats, new_state.opt_state),
-                          (state.params, state.batch_stats, state.opt_state))
+        assert_bit_identical((new_state.params, new_state.batch_stats, new_state.opt_state),
+                             (state.params, state.batch_stats, state.opt_state))
         assert {name: float(value) for name, value in sums.items() if name != "nonfinite"} == {
             "loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
     else:
         assert not np.isfinite(np.asarray(new_state.params["Dense_0"]["kernel"])).all()
         assert not np.isfinite(float(sums["loss"]))
+
+
+class SquareRootGain(nn.Module):
+    """BatchNorm, then dense logits times ``1 + sqrt(gain)`` with ``gain`` a parameter starting
+    at 0: the loss is finite, but its gradient in ``gain`` is infinite (d sqrt(g)/dg at 0)."""
+
+    @nn.compact
+    def __call__(self, images, train: bool):
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(images.reshape(images.shape[0], -1))
+        gain = self.param("gain", nn.initializers.zeros, ())
+        return nn.Dense(NUM_CLASSES)(x) * (1 + jnp.sqrt(gain))
+
+
+@pytest.mark.parametrize("skip_nonfinite", [False, True])
+def test_a_finite_loss_with_a_non_finite_gradient_is_skipped_only_when_asked(tiny, skip_nonfinite):
+    """The branch a NaN loss does not reach: with a finite loss and an infinite gradient,
+    skipping flags the step and keeps params, batch statistics and optimizer state bit for
+    bit; without skipping the loss is all that is checked, so the step is applied and the
+    parameters stop being finite (the next step's loss then gives the divergence away)."""
+    model, optimizer = SquareRootGain(), optax.sgd(0.1, momentum=0.9)
+    state = create_train_state(model, optimizer, rng=jax.random.PRNGKey(0), input_shape=IMAGE_SHAPE)
+    batch = {"image": tiny["images"][:8], "label": tiny["labels"][:8]}
+    grads = jax.grad(lambda params: jnp.mean(metrics.cross_entropy(
+        model.apply({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
+                    mutable=["batch_stats"])[0], batch["label"])))(state.params)
+    assert not np.isfinite(float(grads["gain"]))   # the case under test: an infinite gradient ...
+    new_state, sums = jax.jit(functools.partial(steps.train_step, model=model, optimizer=optimizer,
+                                                skip_nonfinite=skip_nonfinite))(state, batch)
+    assert int(new_state.step) == int(state.step) + 1
+    if skip_nonfinite:
+        assert float(sums["nonfinite"]) == 1
+        assert_bit_identical((new_state.params, new_state.batch_stats, new_state.opt_state),
+                             (state.params, state.batch_stats, state.opt_state))
+        assert {name: float(value) for name, value in sums.items() if name != "nonfinite"} == {
+            "loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
+    else:
+        assert float(sums["nonfinite"]) == 0 and np.isfinite(float(sums["loss"]))   # ... under a finite loss
+        assert not np.isfinite(np.asarray(new_state.params["gain"]))

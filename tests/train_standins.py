@@ -151,12 +151,20 @@ def records(workdir) -> list[dict]:
     return [json.loads(line) for line in (Path(workdir) / METRICS_FILE).read_text().splitlines()]
 
 
-def assert_bit_identical(actual, expected) -> None:
-    """Equal structure and equal values, leaf by leaf; NaN anywhere fails (two runs that
-    diverged alike must not pass as identical)."""
-    from tests.comparison import assert_tree_close
+def resumed_at(workdir) -> list[int]:
+    """The step each resume of the run in ``workdir`` continued from (its ``config_history.jsonl``)."""
+    from glif_jax.train.config_changes import HISTORY_FILE
 
-    assert_tree_close(actual, expected, rtol=0.0, atol=0.0)
+    return [json.loads(line)["resumed_at_step"] for line in (Path(workdir) / HISTORY_FILE).read_text().splitlines()]
+
+
+def logged_steps(workdir) -> dict[str, list[int]]:
+    """The steps of the records in ``metrics.jsonl``, by split, in the order written (a redone
+    step logged twice shows up twice)."""
+    steps: dict[str, list[int]] = {}
+    for record in records(workdir):
+        steps.setdefault(record["split"], []).append(record["step"])
+    return steps
 
 
 def restored_state(workdir: Path, config: ml_collections.ConfigDict):
