@@ -36,6 +36,8 @@ class MetricWriter:
         self._events = None
         if self.enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self.path.write_text("")   # a run has its metrics file from the start
             self._events = _open_event_file(workdir_path(workdir) / TENSORBOARD_DIR)
 
     def truncate_after(self, step: int) -> None:
