@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from glif_jax.workdir import append_text, workdir_path
 from glif_jax.workdir_lock import LOCK_FILE, WorkdirLock, WorkdirLocked
 from tests.multiprocess_runs import launch, train_steps_logged, wait_until, without_speeds
 
@@ -68,6 +69,42 @@ def test_release_leaves_a_lock_that_another_run_took_over(tmp_path):
     write_lock(tmp_path, host="node-elsewhere", pid=1, pid_start=None)
     lock.release()
     assert (tmp_path / LOCK_FILE).exists()
+
+
+class ObjectStorePath:
+    """A local path that calls itself gs://...: the object-store code paths (no atomic create, no
+    append), run on local files."""
+
+    def __init__(self, path):
+        self._path = path
+
+    def __str__(self) -> str:
+        return f"gs://bucket{self._path}"
+
+    def __truediv__(self, name: str) -> "ObjectStorePath":
+        return ObjectStorePath(self._path / name)
+
+    def __getattr__(self, name: str):
+        return getattr(self._path, name)
+
+
+def test_on_an_object_store_the_lock_is_written_when_absent_and_read_back(tmp_path):
+    def lock():
+        made = WorkdirLock(tmp_path)
+        made.path = ObjectStorePath(made.path)
+        return made
+
+    with lock():
+        with pytest.raises(WorkdirLocked, match=rf"in use by another run: process {os.getpid()} on host"):
+            lock().acquire()
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_appending_to_an_object_store_file_rewrites_it_whole(tmp_path):
+    path = ObjectStorePath(workdir_path(tmp_path) / "metrics.jsonl")
+    append_text(path, "one\n")
+    append_text(path, "two\n")
+    assert (tmp_path / "metrics.jsonl").read_text() == "one\ntwo\n"
 
 
 @pytest.fixture(scope="module")
