@@ -20,7 +20,7 @@ from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICES_PER_PROCESS = 2
-HEARTBEAT_TIMEOUT_SECONDS = 5   # how long the coordinator waits for a dead process
+HEARTBEAT_TIMEOUT_SECONDS = 10   # how long the coordinator waits for a dead process (short, not flaky)
 TOTAL_STEPS = 30
 
 TINY_RUN = (

@@ -8,12 +8,14 @@ One module fixture runs them all (the runs are the expensive part; the tests rea
   four devices (the reference for the parameters);
 - ``preempted``: the mesh run again, SIGTERM to both processes after a few steps; relaunched
   with --resume=auto, process 1 is SIGKILLed once a later checkpoint is complete; relaunched
-  again, it finishes. Its end must be bit-identical to ``mesh``.
+  again, it finishes. Its end must be bit-identical to ``mesh``. The processes are paused
+  (SIGSTOP) while the signals are sent, so that they land mid-run however slow this test is.
 - ``evaluated``: glif-eval in two processes on the finished ``mesh`` workdir.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 
@@ -30,6 +32,18 @@ EVAL_EXAMPLES = 360   # the digits eval split
 # 4 devices: measured 1.2e-7 (mesh) and 2.2e-7 (pmap), float32 sums reduced in another order;
 # the tolerance leaves a factor of about 10.
 PARAMS_TOLERANCE = 2e-6
+
+
+@contextlib.contextmanager
+def paused(processes):
+    """SIGSTOP to ``processes`` for the ``with`` block, SIGCONT after it."""
+    for process in processes:
+        process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +66,9 @@ def runs(tmp_path_factory):
         preempted = start("preempted-1", "--config.parallel=mesh", "--resume=auto")
         workdir = root / "preempted"
         wait_until(lambda: train_steps_logged(workdir) >= 1, preempted, "a train step")
-        for process in preempted.processes:
-            process.send_signal(signal.SIGTERM)
+        with paused(preempted.processes):   # the signals arrive mid-run however busy this machine is
+            for process in preempted.processes:
+                process.send_signal(signal.SIGTERM)
         results = {"sigterm": preempted, "sigterm_status": preempted.wait()}
         stopped_at = results["stopped_at"] = [stop_step(preempted.err(i)) for i in (0, 1)]
         assert None not in stopped_at, preempted.err(0)[-3000:]
@@ -62,7 +77,8 @@ def runs(tmp_path_factory):
         wait_until(lambda: any(step > stopped_at[0] for step in checkpoint_steps(workdir)), killed,
                    "a checkpoint after the SIGTERM step")
         results["lock_holder"] = json.loads((workdir / "run.lock").read_text())
-        killed.processes[1].kill()
+        with paused(killed.processes[:1]):
+            killed.processes[1].kill()
         results["sigkill"], results["sigkill_status"] = killed, killed.wait(timeout=120)
         results["complete_after_kill"] = checkpoint_steps(workdir)
 
