@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from glif_jax.train import cli
 
 from glif_jax import distributed
 from glif_jax.distributed import LaunchError, LaunchSettings, launch_settings
-from glif_jax.train import cli
 from tests.train_standins import small_config
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "default.py")

@@ -10,21 +10,31 @@ One module fixture runs them all (the runs are the expensive part; the tests rea
   with --resume=auto, process 1 is SIGKILLed once a later checkpoint is complete; relaunched
   again, it finishes. Its end must be bit-identical to ``mesh``. The processes are paused
   (SIGSTOP) while the signals are sent, so that they land mid-run however slow this test is.
-- ``evaluated``: glif-eval in two processes on the finished ``mesh`` workdir.
+- ``evaluated``: glif-eval in two processes on the finished ``mesh`` workdir;
+- ``locked``: two processes on a workdir whose lock this test process holds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import socket
 
 import numpy as np
 import pytest
 
 from tests.comparison import absolute_difference, tree_difference
-from tests.multiprocess_runs import (TOTAL_STEPS, checkpoint_steps, launch, saved_params, train_steps_logged,
-                                     wait_until, without_speeds)
+from tests.multiprocess_runs import (
+    TOTAL_STEPS,
+    checkpoint_steps,
+    launch,
+    saved_params,
+    train_steps_logged,
+    wait_until,
+    without_speeds,
+)
 from tests.train_standins import assert_bit_identical
 
 EVAL_EXAMPLES = 360   # the digits eval split
@@ -83,12 +93,16 @@ def runs(tmp_path_factory):
         results["complete_after_kill"] = checkpoint_steps(workdir)
 
         resumed = start("preempted-3", "--config.parallel=mesh", "--resume=auto")
+        (root / "locked").mkdir()   # held by this (live) test process
+        (root / "locked" / "run.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+        refused = start("locked", "--config.parallel=mesh")
         for run in (mesh, pmap, single):
             results[run.name + "_status"] = run.wait()
         evaluated = start("evaluated", program="glif-eval", workdir=root / "mesh")
         results.update(mesh=mesh, pmap=pmap, single=single, root=root)
         results.update(resumed=resumed, resumed_status=resumed.wait())
         results.update(evaluated=evaluated, evaluated_status=evaluated.wait())
+        results.update(refused=refused, refused_status=refused.wait())
         return results
     finally:
         for run in started:
@@ -135,6 +149,13 @@ def test_sigterm_to_every_process_stops_them_at_one_step_with_a_checkpoint(runs)
 def test_one_process_holds_the_workdir_lock(runs):
     """Process 0 alone holds the lock of a multi-process run (the others never write it)."""
     assert runs["lock_holder"]["pid"] == runs["sigkill"].processes[0].pid
+
+
+def test_a_locked_workdir_refuses_every_process_of_a_run(runs):
+    refused = runs["refused"]
+    assert runs["refused_status"] == [1, 1], refused.err(0)[-3000:]
+    assert f"is in use by another run: process {os.getpid()} on host {socket.gethostname()}" in refused.err(0)
+    assert "is in use by another run (process 0 says why)" in refused.err(1)
 
 
 def test_a_killed_process_stops_the_others_with_a_clear_error(runs):

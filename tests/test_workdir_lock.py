@@ -15,7 +15,12 @@ import pytest
 
 from glif_jax.workdir import append_text, workdir_path
 from glif_jax.workdir_lock import LOCK_FILE, WorkdirLock, WorkdirLocked
-from tests.multiprocess_runs import launch, train_steps_logged, wait_until, without_speeds
+from tests.multiprocess_runs import (
+    launch,
+    train_steps_logged,
+    wait_until,
+    without_speeds,
+)
 
 
 def dead_pid() -> int:
