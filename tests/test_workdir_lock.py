@@ -119,7 +119,6 @@ def contested(tmp_path_factory):
     root = tmp_path_factory.mktemp("contested")
     logs = root / "logs"
     alone = launch("alone", root / "alone", logs, "--config.parallel=none", processes=1, devices_per_process=1)
-    assert alone.wait() == [0], alone.err()[-3000:]
     first = launch("first", root / "first", logs, "--config.parallel=none", processes=1, devices_per_process=1)
     try:
         wait_until(lambda: train_steps_logged(root / "first") >= 1, first, "a train step")
@@ -129,10 +128,12 @@ def contested(tmp_path_factory):
         second_status = second.wait()
         first_running_after_second = first.processes[0].poll() is None
         first.processes[0].send_signal(signal.SIGCONT)
+        assert alone.wait() == [0], alone.err()[-3000:]
         return dict(alone=alone, first=first, first_status=first.wait(), second=second,
                     second_status=second_status, first_running_after_second=first_running_after_second)
     finally:
         first.kill()
+        alone.kill()
 
 
 def test_a_second_run_on_a_running_workdir_is_refused_naming_the_holder(contested):
