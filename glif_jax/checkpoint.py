@@ -43,6 +43,7 @@ import numpy as np
 
 from glif_jax.errors import check_choice
 from glif_jax.extras import require
+from glif_jax.workdir import workdir_path
 
 ocp = require("orbax.checkpoint", "train", "glif_jax.checkpoint")
 
@@ -119,7 +120,7 @@ class Checkpointer:
     ):
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
-        self.directory = Path(directory).absolute()
+        self.directory = workdir_path(directory).absolute()
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"no checkpoint directory at {self.directory}")
         _reject_old_layout(self.directory)

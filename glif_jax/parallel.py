@@ -23,16 +23,14 @@ The train and eval steps are one function for every strategy: they call
 ``collectives.mean`` / ``sum`` / ``all`` where a value must agree across devices, and only
 the pmap strategy's collectives do anything.
 
-Multi-host: call ``initialize_distributed`` first; every process then feeds only its own
-shard of the global batch (``per_process_batch_size``); ``"pmap"`` collectives span all
+Multi-host: start ``jax.distributed`` first (:func:`glif_jax.distributed.initialize`); every
+process then feeds only its own shard of the global batch (``per_process_batch_size``); ``"pmap"`` collectives span all
 processes' devices and ``"mesh"`` assembles the global batch with
 ``jax.make_array_from_process_local_data``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any, Callable, Protocol
 
 import jax
@@ -43,9 +41,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from glif_jax.errors import check_choice
 
 AXIS_NAME = "batch"
-
-# Environment variables that mean "this process belongs to a multi-process job".
-_DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
 
 PyTree = Any
 StepFn = Callable[..., Any]
@@ -243,29 +238,3 @@ def per_process_batch_size(global_batch_size: int) -> int:
             f"{jax.process_count()}"
         )
     return global_batch_size // jax.process_count()
-
-
-def distributed_requested(environ: dict[str, str] | None = None) -> bool:
-    """Whether the environment names a coordinator (a multi-process launch)."""
-    environ = os.environ if environ is None else environ
-    return any(environ.get(key) for key in _DISTRIBUTED_ENV)
-
-
-def initialize_distributed(force: bool = False) -> None:
-    """Starts ``jax.distributed`` when forced or when the environment asks for it.
-
-    With no arguments ``jax.distributed.initialize`` reads the coordinator address, process
-    count and id from the environment or the cluster (SLURM, Cloud TPU, ...). Must run
-    before anything else touches the devices. A single-process run is left untouched.
-    """
-    if not (force or distributed_requested()):
-        return
-    jax.distributed.initialize()
-    logging.getLogger(__name__).info(
-        "jax.distributed: process %d of %d, %d local / %d global devices",
-        jax.process_index(),
-        jax.process_count(),
-        jax.local_device_count(),
-        jax.device_count(),
-    )
-

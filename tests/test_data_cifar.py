@@ -21,6 +21,7 @@ from glif_jax import data
 from glif_jax.data import cifar
 from glif_jax.data.tf_host import import_tfds
 from tests.data_reference import assert_batches_equal, reference_batches
+from tests.shard_checks import assert_shards_partition_the_split
 
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465])
 CIFAR10_STD = np.array([0.247, 0.243, 0.261])
@@ -195,3 +196,10 @@ def test_unprepared_cifar_is_not_converted_by_several_processes(tmp_path):
     with pytest.raises(data.DatasetNotFoundError, match="tfds build cifar100"):
         data.build({"name": "cifar100", "data_dir": str(tmp_path)}, split="train", batch_size=2, seed=0,
                    train=True, shard_index=1, shard_count=2)
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_process_shards_are_disjoint_and_cover_the_split(cifar_data_dir, split):
+    data_dir, _ = cifar_data_dir
+    assert_shards_partition_the_split({"name": "cifar10", "data_dir": str(data_dir), "prefetch": 0, "augment": False},
+                                      split, eval_batch_size=2, train_batch_size=1)

@@ -10,6 +10,7 @@ from glif_jax import data
 from glif_jax.data.digits import load_split
 from glif_jax.data.normalization import MEAN_STD, normalize
 from tests.data_reference import assert_batches_equal, reference_batches
+from tests.shard_checks import assert_shards_partition_the_split
 
 
 def gather(split, **kwargs):
@@ -75,3 +76,9 @@ def test_train_epochs_keep_the_reference_order(shard_index, shard_count):
         expected = reference_batches(images, labels, 64, 5, epoch, count, lambda raw, rng: normalize(raw, "digits"),
                                      shard_index=shard_index, shard_count=shard_count)
         assert_batches_equal(itertools.islice(stream.epoch(epoch), count), expected)
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_process_shards_are_disjoint_and_cover_the_split(split):
+    assert_shards_partition_the_split({"name": "digits", "prefetch": 0}, split, eval_batch_size=7,
+                                      train_batch_size=2 if split == "train" else 5)

@@ -24,6 +24,7 @@ from glif_jax.data.augment import random_crop
 from glif_jax.data.dvs_frames import PAPER_FRAMING, Framing
 from glif_jax.data.tf_host import import_tensorflow
 from tests.data_reference import assert_batches_equal, reference_batches
+from tests.shard_checks import assert_shards_partition_the_split
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 MAGIC = b"#!AER-DAT4.0\r\n"
@@ -384,3 +385,11 @@ def test_a_cache_without_its_manifest_is_rebuilt(small_dataset, tmp_path, conver
     frames, _ = dvs.load_split(small_dataset, cache, "eval")
     assert conversions == ["eval", "eval", "eval"]
     np.testing.assert_array_equal(frames, expected)
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_process_shards_are_disjoint_and_cover_the_split(recordings, shared_cache, split):
+    data_dir, _ = recordings
+    assert_shards_partition_the_split(
+        {"name": "cifar10_dvs", "data_dir": str(data_dir), "cache_dir": str(shared_cache), "augment": False},
+        split, eval_batch_size=3, train_batch_size=2 if split == "train" else 5)

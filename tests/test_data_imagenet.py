@@ -18,6 +18,7 @@ from PIL import Image
 from glif_jax import data
 from glif_jax.data.tf_host import import_tensorflow, import_tfds
 from tests.data_reference import assert_batches_equal, reference_epoch_seed
+from tests.shard_checks import assert_shards_partition_the_split
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -243,3 +244,10 @@ def test_resize_shorter_side_and_centre_crop_sizes():
     cropped = center_crop(rows)
     assert tuple(cropped.shape) == (224, 224, 1)
     assert float(cropped[0, 0, 0]) == 4.0  # round((231 - 224) / 2) = round(3.5) = 4
+
+
+def test_process_shards_of_the_train_split_are_disjoint_and_cover_it(imagenet_data_dir):
+    """As train streams (unaugmented) and as eval passes; the validation split's passes: above."""
+    data_dir, _ = imagenet_data_dir
+    assert_shards_partition_the_split({"name": "imagenet2012", "data_dir": str(data_dir), "augment": False},
+                                      "train", eval_batch_size=3, train_batch_size=1)

@@ -11,6 +11,7 @@ import pytest
 from glif_jax import data
 from glif_jax.data import cifar, npz
 from tests.data_reference import assert_batches_equal, reference_batches
+from tests.shard_checks import assert_shards_partition_the_split
 
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465])
 CIFAR10_STD = np.array([0.247, 0.243, 0.261])
@@ -245,3 +246,11 @@ def test_missing_classes_array_is_logged_once(tmp_path, caplog):
     assert [record.getMessage() for record in records] == [
         f"npz {tmp_path / 'train.npz'} has no `classes` array: using max(y)+1 = 10 classes"]
     assert records[0].levelno == logging.WARNING
+
+
+def test_process_shards_are_disjoint_and_cover_the_split(tmp_path):
+    write_npz(tmp_path / "train.npz", 9)
+    write_npz(tmp_path / "eval.npz", 7, seed=1)
+    for split in ("train", "eval"):
+        assert_shards_partition_the_split(config(tmp_path, augment=False), split, eval_batch_size=2,
+                                          train_batch_size=2 if split == "train" else 3)

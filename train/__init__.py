@@ -3,5 +3,5 @@ steps, the CLI (glif-train, glif-eval, glif-plot). It needs glif-jax's [train] e
 
 from glif_jax.extras import check_installed
 
-check_installed(("ml_collections", "orbax.checkpoint", "tqdm", "tensorboard"), "train",
+check_installed(("ml_collections", "orbax.checkpoint", "etils", "tqdm", "tensorboard"), "train",
                 "glif_jax.train (glif-train, glif-eval, glif-plot)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -27,7 +28,8 @@ EXIT_FAILURE = 1
 
 TRAIN_USAGE = """\
 usage: glif-train --config configs/<name>.py --workdir DIR [--config.<key>=<value> ...]
-                  [--resume[=yes|auto|no]] [--allow_config_change] [--init-from FILE] [--distributed]
+                  [--resume[=yes|auto|no]] [--allow_config_change] [--init-from FILE]
+                  [--distributed] [--coordinator_address HOST:PORT --num_processes N --process_id I]
        (python -m glif_jax.train takes the same flags)
 
 Trains the model, dataset and recipe a config file describes, evaluating on the test
@@ -63,9 +65,15 @@ the run continues with the same command plus --resume=auto.
                            the authors' trained checkpoints (CAS-CLab/Gated-LIF .pth/.pth.tar;
                            read without PyTorch); the config must name its architecture and
                            T, its width is taken from the file.
-  --distributed            call jax.distributed.initialize() first (multi-host runs; also
-                           automatic when JAX_COORDINATOR_ADDRESS is set). Every process runs
-                           the same command; each reads its own shard of the data.
+  --distributed            start jax.distributed first (a multi-process run): every process
+                           runs the same command and reads its own shard of the data; only
+                           process 0 writes DIR. Without the three flags below JAX detects
+                           them (SLURM, Open MPI, Kubernetes, Cloud TPU).
+  --coordinator_address HOST:PORT  --num_processes N  --process_id I
+                           a multi-process run started by hand (implies --distributed); the
+                           same as JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.
+  --heartbeat_timeout_seconds S
+                           stop every process when one is silent this long (JAX's default: 100).
 
 Important config keys: seed, num_epochs, batch_size (global, all devices),
 eval_batch_size, steps_per_epoch (None = dataset size // batch_size), eval_steps (None =
@@ -95,7 +103,9 @@ overrides values of it (e.g. --config.dataset.data_dir=/data --config.eval_batch
                            whose architecture and T it must hold. With --workdir DIR it is also
                            kept there as a glif-jax run (for glif-plot DIR, or glif-train
                            --resume to fine-tune).
-  --distributed            call jax.distributed.initialize() first (multi-host).
+  --distributed, --coordinator_address, --num_processes, --process_id,
+  --heartbeat_timeout_seconds
+                           a multi-process evaluation, as for glif-train.
 """
 
 
@@ -138,6 +148,7 @@ def _run(program: str, command: Callable[[list[str]], int | None], argv: list[st
          speed_settings: list[str] | None = None) -> int:
     """Runs ``command(argv)``; its exit status (None: 0), or a one-line error and its status."""
     from glif_jax.checkpoint import CheckpointError
+    from glif_jax.distributed import LaunchError
     from glif_jax.gated_lif import GatedLIFFormatError
     from glif_jax.workdir import WorkdirError
     from glif_jax.train.stop_signals import RunInterrupted
@@ -149,7 +160,7 @@ def _run(program: str, command: Callable[[list[str]], int | None], argv: list[st
         logging.getLogger(program).info("process settings for speed: %s", ", ".join(speed_settings))
     try:
         return command(argv) or 0
-    except (UsageError, ConfigError, flags.Error) as error:
+    except (UsageError, ConfigError, LaunchError, flags.Error) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         print(f"(see {program} --help)", file=sys.stderr)
         return EXIT_USAGE
@@ -159,6 +170,15 @@ def _run(program: str, command: Callable[[list[str]], int | None], argv: list[st
     except RunInterrupted as stop:
         print(f"{program}: {stop}", file=sys.stderr)
         return stop.exit_status
+    except Exception as error:
+        from glif_jax import distributed
+
+        if not distributed.is_peer_failure(error):
+            raise
+        print(f"{program}: error: {distributed.peer_failure_message(error)}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # at a normal exit jax.distributed's shutdown would wait for the dead process at a barrier
+        os._exit(EXIT_FAILURE)
     except KeyboardInterrupt:
         print(f"{program}: interrupted at once, without a checkpoint (continue from the last one "
               "with --resume=auto)", file=sys.stderr)
@@ -187,7 +207,7 @@ def _train(argv: list[str]) -> None:
                       flag_values=values)
     flags.DEFINE_string("init_from", None, "start from one of the authors' checkpoints (.pth/.pth.tar)",
                         flag_values=values)
-    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
+    _define_launch_flags(values)
     _parse(values, _resume_flag_spelled_out(argv), TRAIN_USAGE, base_config=lambda: _file_config(argv))
     if values["config"].value is None:
         raise UsageError("--config FILE is required")
@@ -199,16 +219,14 @@ def _train(argv: list[str]) -> None:
 
     # from here on SIGTERM/SIGINT ask for a checkpoint and a clean stop after the current step
     with StopSignals() as stop_signals:
-        from glif_jax import parallel
-
-        parallel.initialize_distributed(force=values.distributed)
+        _start_distributed(values)
         from glif_jax.train.train import train_and_evaluate
 
         if values.init_from:
             from glif_jax.train import imported
 
             config, _ = imported.config_for(config, values.init_from)
-        results = train_and_evaluate(config, Path(values.workdir), resume=RESUME_CHOICES[values.resume],
+        results = train_and_evaluate(config, values.workdir, resume=RESUME_CHOICES[values.resume],
                                      allow_config_change=values.allow_config_change, stop_signals=stop_signals,
                                      init_from=values.init_from)
         print(_summary("final test", results), flush=True)
@@ -236,17 +254,43 @@ def _eval(argv: list[str]) -> None:
     flags.DEFINE_string("workdir", None, "work directory of a glif-train run", flag_values=values)
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "which checkpoint", flag_values=values)
     flags.DEFINE_integer("step", None, "step of the checkpoint (default: newest)", flag_values=values)
-    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
+    _define_launch_flags(values)
     _parse(values, argv, EVAL_USAGE, base_config=lambda: run_config)
 
-    from glif_jax import parallel
-
-    parallel.initialize_distributed(force=values.distributed)
+    _start_distributed(values)
     from glif_jax.train.train import evaluate_checkpoint
 
-    results = evaluate_checkpoint(values.config, Path(values.workdir), which=values.checkpoint, step=values.step)
+    results = evaluate_checkpoint(values.config, values.workdir, which=values.checkpoint, step=values.step)
     print(_summary(f"{values.checkpoint} checkpoint (step {results['step']}), test", results), flush=True)
     print(json.dumps({"eval": results}, sort_keys=True), flush=True)
+
+
+# ---- multi-process runs ----------------------------------------------------------------
+def _define_launch_flags(values: flags.FlagValues) -> None:
+    """--distributed and the three values of a hand-started multi-process run (glif_jax.distributed)."""
+    flags.DEFINE_bool("distributed", False, "start jax.distributed first (values detected by JAX)",
+                      flag_values=values)
+    flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's coordinator "
+                        "(or JAX_COORDINATOR_ADDRESS)", flag_values=values)
+    flags.DEFINE_integer("num_processes", None, "processes of the run (or JAX_NUM_PROCESSES)", flag_values=values)
+    flags.DEFINE_integer("process_id", None, "this process, 0 .. num_processes - 1 (or JAX_PROCESS_ID)",
+                         flag_values=values)
+    flags.DEFINE_integer("heartbeat_timeout_seconds", None, "stop the run when a process is silent this long "
+                         "(JAX's default: 100)", flag_values=values)
+
+
+def _start_distributed(values: flags.FlagValues) -> None:
+    from glif_jax import distributed
+
+    try:
+        settings = distributed.launch_settings(
+            coordinator_address=values.coordinator_address, num_processes=values.num_processes,
+            process_id=values.process_id, heartbeat_timeout_seconds=values.heartbeat_timeout_seconds,
+            force=values.distributed,
+        )
+    except distributed.LaunchError as error:
+        raise UsageError(str(error)) from None
+    distributed.initialize(settings)
 
 
 # ---- the authors' checkpoints ----------------------------------------------------------
@@ -273,7 +317,7 @@ def _eval_imported(argv: list[str]) -> None:
                                     flag_values=values, sys_argv=argv)
     flags.DEFINE_string("from_gated_lif", None, "the authors' checkpoint (.pth/.pth.tar)", flag_values=values)
     flags.DEFINE_string("workdir", None, "keep the imported run here (default: not kept)", flag_values=values)
-    flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() first", flag_values=values)
+    _define_launch_flags(values)
     _parse(values, argv, EVAL_USAGE, base_config=lambda: _file_config(argv))
     if values["config"].value is None:
         raise UsageError("--from-gated-lif needs --config FILE: the experiment (dataset, model, T) it belongs to")
@@ -281,9 +325,7 @@ def _eval_imported(argv: list[str]) -> None:
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"--from-gated-lif: no file {checkpoint}")
 
-    from glif_jax import parallel
-
-    parallel.initialize_distributed(force=values.distributed)
+    _start_distributed(values)
     from glif_jax.train import imported
     from glif_jax.train.train import evaluate_state
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import datetime
 import json
-from pathlib import Path
+import os
 from typing import Any
+
+from glif_jax.workdir import append_text, workdir_path
 
 HISTORY_FILE = "config_history.jsonl"
 
@@ -95,16 +97,15 @@ def describe(changed: dict[str, tuple[Any, Any]]) -> str:
     return "\n".join(f"  {key}: {json.dumps(old)} -> {json.dumps(new)}" for key, (old, new) in changed.items())
 
 
-def record_resume(workdir: Path, step: int, changed: dict[str, tuple[Any, Any]], config: Any) -> Path:
+def record_resume(workdir: str | os.PathLike, step: int, changed: dict[str, tuple[Any, Any]], config: Any) -> os.PathLike:
     """Appends one line to ``workdir/config_history.jsonl``: when, at which step, what changed,
     and the whole config the run continues with."""
-    path = Path(workdir) / HISTORY_FILE
+    path = workdir_path(workdir) / HISTORY_FILE
     record = {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "resumed_at_step": step,
         "changes": {key: [old, new] for key, (old, new) in changed.items()},
         "config": json.loads(config.to_json()) if hasattr(config, "to_json") else config,
     }
-    with path.open("a") as history:
-        history.write(json.dumps(record, sort_keys=True) + "\n")
+    append_text(path, json.dumps(record, sort_keys=True) + "\n")
     return path

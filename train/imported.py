@@ -15,6 +15,7 @@ from the tensors and written into the config. The conversion itself is
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from glif_jax.gated_lif import GatedLIFCheckpoint, GatedLIFFormatError, describe
 from glif_jax.gated_lif.convert import check_variables_fit
 from glif_jax.train.experiment import Experiment
 from glif_jax.train.state import TrainState
-from glif_jax.workdir import CHECKPOINTS_DIR, save_config
+from glif_jax.workdir import CHECKPOINTS_DIR, save_config, workdir_path
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +82,13 @@ def initial_state_from(config: Any, experiment: Experiment, fresh: TrainState, p
                          opt_state=experiment.optimizer.init(params))
 
 
-def import_to_workdir(config: Any, state: TrainState, path: str | Path, workdir: str | Path) -> Path:
+def import_to_workdir(config: Any, state: TrainState, path: str | Path, workdir: str | os.PathLike) -> os.PathLike:
     """Writes ``workdir/config.json`` and ``workdir/checkpoints/0``: a glif-jax run of their checkpoint.
 
     ``config`` as :func:`config_for` gives it; ``state`` as :func:`initial_state_from` gives it
     for that config. The checkpoint's meta names the source file ``path``. Raises
     ``FileExistsError`` when ``workdir`` already holds checkpoints."""
-    workdir = Path(workdir)
+    workdir = workdir_path(workdir)
     save_config(workdir, config)
     with Checkpointer(workdir / CHECKPOINTS_DIR, keep=1, async_save=False) as checkpointer:
         if checkpointer.all_steps():

@@ -37,15 +37,16 @@ import functools
 import itertools
 import logging
 import math
+import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import jax
 
 from glif_jax import parallel
 from glif_jax.checkpoint import Checkpointer, CheckpointError
-from glif_jax.workdir import CHECKPOINTS_DIR, CONFIG_FILE, load_config, save_config
+from glif_jax import workdir_lock
+from glif_jax.workdir import CHECKPOINTS_DIR, CONFIG_FILE, load_config, save_config, workdir_path
 from glif_jax.train import config_changes, steps
 from glif_jax.train.evaluate import evaluate
 from glif_jax.train.experiment import Experiment, build_experiment
@@ -79,9 +80,9 @@ def initial_state(config: Any, experiment: Experiment) -> TrainState:
     )
 
 
-def open_checkpointer(config: Any, workdir: Path, *, read_only: bool = False) -> Checkpointer:
+def open_checkpointer(config: Any, workdir: str | os.PathLike, *, read_only: bool = False) -> Checkpointer:
     return Checkpointer(
-        workdir / CHECKPOINTS_DIR,
+        workdir_path(workdir) / CHECKPOINTS_DIR,
         keep=config.checkpoint.keep,
         async_save=config.checkpoint.async_save,
         read_only=read_only,
@@ -98,13 +99,13 @@ def _resume_mode(resume: bool | str) -> str:
 
 def train_and_evaluate(
     config: Any,
-    workdir: str | Path,
+    workdir: str | os.PathLike,
     *,
     resume: bool | str = "no",
     allow_config_change: bool = False,
     experiment: Experiment | None = None,
     stop_signals: StopSignals | None = None,
-    init_from: str | Path | None = None,
+    init_from: str | os.PathLike | None = None,
 ) -> dict[str, float]:
     """Trains ``config`` in ``workdir`` and returns the final metrics.
 
@@ -131,11 +132,12 @@ def train_and_evaluate(
     """
     options = validate_config(config)
     mode = _resume_mode(resume)
-    workdir = Path(workdir)
+    workdir = workdir_path(workdir)
     strategy = options.strategy
     with contextlib.ExitStack() as stack:
         # entered first, left last: a signal during the final save only lets it finish
         signals = stop_signals if stop_signals is not None else stack.enter_context(StopSignals())
+        stack.enter_context(workdir_lock.hold(workdir))   # before anything reads or writes the workdir
         checkpointer = stack.enter_context(open_checkpointer(config, workdir))
         changes = _check_resume(config, workdir, checkpointer, mode, allow_config_change)
         resuming = changes is not None
@@ -155,7 +157,7 @@ def train_and_evaluate(
         return _train(config, workdir, experiment, strategy, checkpointer, signals, host_state, meta)
 
 
-def _check_resume(config: Any, workdir: Path, checkpointer: Checkpointer, mode: str,
+def _check_resume(config: Any, workdir: os.PathLike, checkpointer: Checkpointer, mode: str,
                   allow_config_change: bool) -> dict[str, tuple[Any, Any]] | None:
     """None for a new run; for a resume, how ``config`` differs from the run's ``config.json``
     (empty when there is none to compare). Refuses a resume whose config changes the trajectory."""
@@ -194,7 +196,7 @@ def _check_resume(config: Any, workdir: Path, checkpointer: Checkpointer, mode: 
     return changed
 
 
-def _record_config(config: Any, workdir: Path, changes: dict[str, tuple[Any, Any]] | None, step: int) -> None:
+def _record_config(config: Any, workdir: os.PathLike, changes: dict[str, tuple[Any, Any]] | None, step: int) -> None:
     """A new run writes ``config.json``; a resume (``changes`` as ``_check_resume`` found them)
     appends to the history instead."""
     if changes is None or not (workdir / CONFIG_FILE).is_file():
@@ -250,8 +252,8 @@ def _train(config, workdir, experiment, strategy, checkpointer, stop_signals, ho
             eval_fn, state, experiment.eval_batches(),
             strategy=strategy, batch_size=eval_batch_size, max_batches=config.eval_steps,
         )
-        # count is this process's examples; every process evaluates its share at the same time
-        metrics["images_per_second"] = _images_per_second(metrics["count"] * jax.process_count(), start)
+        # count is global: the eval step sums over every process's devices
+        metrics["images_per_second"] = _images_per_second(metrics["count"], start)
         return metrics
 
     with MetricWriter(workdir) as writer:
@@ -403,7 +405,7 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 
 def evaluate_checkpoint(
     config: Any,
-    workdir: str | Path,
+    workdir: str | os.PathLike,
     *,
     which: str = "best",
     step: int | None = None,
@@ -415,7 +417,7 @@ def evaluate_checkpoint(
     ``CheckpointError`` when there is no such checkpoint or it does not fit the config.
     """
     options = validate_config(config)
-    workdir = Path(workdir)
+    workdir = workdir_path(workdir)
     strategy = options.strategy
     if experiment is None:
         experiment = build_experiment(config, options)

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import time
-from pathlib import Path
 from typing import Mapping
 
 import jax
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
+
+from glif_jax.workdir import append_text, workdir_path
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -28,25 +30,24 @@ TENSORBOARD_DIR = "tensorboard"
 class MetricWriter:
     """Writes scalar metrics to ``metrics.jsonl`` and TensorBoard; use as a context manager."""
 
-    def __init__(self, workdir: str | Path, *, enabled: bool | None = None):
+    def __init__(self, workdir: str | os.PathLike, *, enabled: bool | None = None):
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
-        self.path = Path(workdir) / METRICS_FILE
-        self._jsonl = None
+        self.path = workdir_path(workdir) / METRICS_FILE
         self._events = None
         if self.enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._jsonl = self.path.open("a")
-            self._events = _open_event_file(Path(workdir) / TENSORBOARD_DIR)
+            if not self.path.exists():
+                self.path.write_text("")   # a run has its metrics file from the start
+            self._events = _open_event_file(workdir_path(workdir) / TENSORBOARD_DIR)
 
     def truncate_after(self, step: int) -> None:
         """Drops ``metrics.jsonl`` records past ``step`` (a resumed run redoes those steps)."""
-        if not self.enabled or self.path.stat().st_size == 0:
+        if not self.enabled or not self.path.exists():
             return
-        self._jsonl.close()
         lines = self.path.read_text().splitlines(keepends=True)
         kept = [line for line in lines if _record_step(line) <= step]
-        self.path.write_text("".join(kept))
-        self._jsonl = self.path.open("a")
+        if kept != lines:
+            self.path.write_text("".join(kept))
 
     def write(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
         """Writes one record of finite-or-not float scalars for ``split`` at ``step``."""
@@ -56,8 +57,7 @@ class MetricWriter:
         values = {name: float(value) for name, value in scalars.items()}
         record = {"step": int(step), "split": split, "time": round(now, 3)}
         record.update({name: (value if math.isfinite(value) else str(value)) for name, value in values.items()})
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
+        append_text(self.path, json.dumps(record) + "\n")
         summary = summary_pb2.Summary(
             value=[
                 summary_pb2.Summary.Value(tag=f"{split}/{name}", simple_value=value)
@@ -69,7 +69,6 @@ class MetricWriter:
 
     def close(self) -> None:
         if self.enabled:
-            self._jsonl.close()
             self._events.close()
             self.enabled = False
 
@@ -80,7 +79,7 @@ class MetricWriter:
         self.close()
 
 
-def _open_event_file(directory: Path) -> RecordWriter:
+def _open_event_file(directory: os.PathLike) -> RecordWriter:
     """A new TensorBoard event file (TFRecord framing, ``tensorboard``'s pure-Python writer,
     which, unlike its ``EventFileWriter``, does not import TensorFlow)."""
     directory.mkdir(parents=True, exist_ok=True)
