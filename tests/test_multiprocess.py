@@ -35,7 +35,7 @@ from tests.multiprocess_runs import (
     wait_until,
     without_speeds,
 )
-from tests.train_standins import assert_bit_identical
+from tests.comparison import assert_bit_identical
 
 EVAL_EXAMPLES = 360   # the digits eval split
 # Largest |difference| of any parameter after 30 steps, two processes vs one process on the same
