@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from glif_jax import surrogate as surrogate_lib
 from glif_jax.errors import OptionError, check_choice, check_flag, check_integer
 from glif_jax.neurons import registry
-from glif_jax.neurons.interface import Neuron
+from glif_jax.neurons.interface import Neuron, hashable
 
 GATE_MODES = ("soft", "hard")
 IMPLEMENTATIONS = ("auto", "kernel", "xla", "autodiff")
@@ -24,15 +24,7 @@ class Options(dict):
     equal mappings hash equally (``{"v": 1}`` and ``{"v": 1.0}`` too)."""
 
     def __hash__(self) -> int:   # type: ignore[override]
-        return hash(frozenset((key, _hashable(value)) for key, value in self.items()))
-
-
-def _hashable(value: Any) -> Any:
-    try:
-        hash(value)
-        return value
-    except TypeError:
-        return repr(value)
+        return hash(frozenset((key, hashable(value)) for key, value in self.items()))
 
 
 def check_option(name: str, value: Any, default: Any) -> Any:

@@ -276,7 +276,7 @@ class Neuron:
         root = self._root  # type: ignore[attr-defined]
         if merged == root.options:
             return root
-        key = tuple(sorted((name, _hashable(value)) for name, value in merged.items()))
+        key = tuple(sorted((name, hashable(value)) for name, value in merged.items()))
         if key not in root._variants:
             variant = dataclasses.replace(root, options=merged)
             object.__setattr__(variant, "_root", root)
@@ -334,7 +334,8 @@ class _Everything(frozenset):
         return True
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
+    """``value`` if it hashes, else its ``repr`` (an option value as part of a cache key)."""
     try:
         hash(value)
         return value
