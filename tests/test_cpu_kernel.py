@@ -281,11 +281,11 @@ def test_long_and_wide_bit_identical_to_numpy_recurrence(time_steps, step_shape,
     assert_tree_close(tuple(got), want)
 
 
-NEURONS = {  # name: (kind, layer-wise, static primitives)
+NEURONS = {  # name: (kind, layer-wise, static gates and primitives); LIF's input gain is a constant
     "glif channel-wise": ("glif", False, False),
     "glif layer-wise": ("glif", True, False),
     "lif": ("lif", True, False),
-    "glif, static primitives": ("glif", False, True),  # no input-gain gradient: the inputs are not kept
+    "glif, static parameters": ("glif", False, True),  # a [T, C] input gain without a gradient
 }
 
 
@@ -294,7 +294,7 @@ NEURONS = {  # name: (kind, layer-wise, static primitives)
 def test_long_and_wide_float64_gradients_match_reference(time_steps, step_shape, neuron_name):
     """Every gradient of long series in float64 (sigmoid surrogate: the kernel's own exp) against
     the independent reference, for each kind of input gain, with and without its gradient."""
-    kind, layer_wise, static_primitives = NEURONS[neuron_name]
+    kind, layer_wise, static = NEURONS[neuron_name]
     rng = np.random.default_rng(len(step_shape) + time_steps)
     logits = {name: value.astype(np.float64) for name, value in logits_for(rng, time_steps, step_shape[-1]).items()
               if name in neuron.KIND_PARAM_NAMES[kind]}
@@ -303,7 +303,8 @@ def test_long_and_wide_float64_gradients_match_reference(time_steps, step_shape,
     x = rng.normal(0.4, 0.8, (time_steps, *step_shape))
     membrane0, spike0 = rng.normal(0.2, 0.3, step_shape), (rng.uniform(size=step_shape) > 0.5) * 1.0
     grad_spikes, grad_membranes = rng.normal(size=x.shape), rng.normal(size=x.shape)
-    options = dict(kind=kind, static_primitives=static_primitives, surrogate="sigmoid", surrogate_width=4.0)
+    options = {"kind": kind, "static_gates": static, "static_primitives": static, "surrogate": "sigmoid",
+               "surrogate_width": 4.0}
 
     def loss(params, x, initial):
         spikes, membranes, _ = glif_scan(params, x, initial, implementation="kernel", **options)
@@ -312,10 +313,10 @@ def test_long_and_wide_float64_gradients_match_reference(time_steps, step_shape,
     with jax.enable_x64(True):
         got = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(logits, x, NeuronState(membrane0, spike0))
     want_logits, want_inputs, want_membrane0, want_spike0 = neuron_reference.backward(
-        logits, x, grad_spikes, grad_membranes, kind, static_primitives=static_primitives, surrogate="sigmoid",
-        width=4.0, u0=membrane0, o0=spike0)
-    assert_tree_close(got, (want_logits, want_inputs, NeuronState(want_membrane0, want_spike0)),
-                      rtol=1e-9, atol=1e-9 * max(np.max(np.abs(leaf)) for leaf in jax.tree.leaves(want_logits)))
+        logits, x, grad_spikes, grad_membranes, kind, static_gates=static, static_primitives=static,
+        surrogate="sigmoid", width=4.0, u0=membrane0, o0=spike0)
+    want = (want_logits, want_inputs, NeuronState(want_membrane0, want_spike0))
+    assert_tree_close(got, want, rtol=1e-9, atol=1e-9 * max(np.max(np.abs(leaf)) for leaf in jax.tree.leaves(want)))
 
 
 def test_vmap_over_parameters_and_inputs_equals_loop():

@@ -597,10 +597,13 @@ GLIF_INLINE void BackwardChunk(const Layout& s, const BackwardBuffers<F>& b, con
                                                                carried + (k - first), sums_at(k), false);
       },
       [&](int64_t begin, int64_t end) {
+        // a slab's positions are its channels; a laid-out run (begin 0) repeats the C channels
+        const int64_t repeat = s.run_rows() > 1 ? C : W;
         for (int64_t row = 0; row < sum_rows; ++row) {
-          double* to = partial + row * C;
+          double* to = partial + row * C + begin;
           const F* from = &sums[row * W];
-          for (int64_t k = begin; k < end; ++k) to[k % C] += from[k - begin];
+          for (int64_t k = 0; k < W; k += repeat)
+            for (int64_t c = 0; c < std::min(repeat, W - k); ++c) to[c] += from[k + c];
         }
         std::fill(sums.begin(), sums.end(), F(0));
         for (int64_t t = 0; t < int64_t(step_sums.size()) / kWidth; ++t)
