@@ -158,7 +158,8 @@ def run_job(job: dict) -> dict:
 def ms(seconds: list[float]) -> str:
     import statistics
 
-    return "".join(f"{1e3 * value:9.{1 if value >= 0.01 else 2}f}" for value in (min(seconds), statistics.median(seconds)))
+    values = (min(seconds), statistics.median(seconds))
+    return "".join(f"{1e3 * value:9.{1 if value >= 0.01 else 2}f}" for value in values)
 
 
 def header(title: str, spyx: bool) -> None:

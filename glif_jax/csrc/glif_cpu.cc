@@ -9,14 +9,14 @@
 // term by term in this order, with no fused multiply-adds (-ffp-contract=off), so float32 and
 // float64 results are bit-identical to these equations evaluated in NumPy. Why a kernel: XLA:CPU
 // runs the time loop as T passes over memory (the membrane is stored and reloaded every step).
-// Here the forward runs all T steps of a block of elements with the state in registers, reading
-// the inputs and writing the spikes at T strides (one pass over memory, like a copy), and the
-// backward runs all T steps back over a block the same way.
+// Here the forward runs the steps of a block of elements with the state in registers, reading
+// the inputs and writing the spikes at T strides (one pass over memory, like a copy), 16 steps
+// at a time over a tile of blocks, and the backward runs the steps back over a block the same way.
 //
 // Shapes (leading batch dims [G...] appear under jax.vmap and are looped over):
 //   inputs, spikes, membranes, grad_*  [G..., T, N, C]   (N = everything between time and channels)
 //   coefficients                       [G..., 5, C]      decay, reset_gate, leak, soft_reset, threshold
-//   input_gain                         [G..., T, C]
+//   input_gain                         [G..., T, C] or [G..., T, 1] (one gain per step)
 //   membrane0, spike0                  [G..., N, C]      (or placeholders: start from zeros)
 
 #include <algorithm>
@@ -291,9 +291,10 @@ GLIF_INLINE void Store(F* to, const V& value, bool stream) {
 
 bool Aligned16(const void* pointer) { return (reinterpret_cast<uintptr_t>(pointer) & 15) == 0; }
 
-// All T steps of kParts * |V| elements from `at` (step 0's offset) and `state` (in membrane0 /
-// spike0): V is a vector register of elements (BlockOf) or a single element (F), kParts of them in
-// registers side by side. `c` points at their coefficients (RunCoefficients: rows of c.stride),
+// The steps of one segment (`steps`; all T where T <= kSegmentSteps) of kParts * |V| elements
+// from `at` (step 0's offset) and `state` (in membrane0 / spike0), the state before the segment
+// in `carried`: V is a vector register of elements (BlockOf) or a single element (F), kParts of
+// them in registers side by side. `c` points at their coefficients (RunCoefficients: rows of c.stride),
 // `k` is their position in the run. A zero initial state enters the same formula as zeros
 // (exactly gain * x - leak).
 template <typename V, int kParts, typename F, bool kKeepMembranes, bool kGainPerElement>
@@ -480,10 +481,10 @@ struct Sums {
   int64_t gain_stride;
 };
 
-// All T steps back through time of kParts * |V| elements from `at` (step 0's offset) and `state`,
-// as ForwardSeries; adds their terms of the parameter sums into `sums`. delta is dL/du_t in
-// total; step t + 1's use of (u_t, o_t) is accounted for at step t, so each step reads only u_t
-// (and recomputes o_t from it).
+// The steps of one segment back through time of kParts * |V| elements from `at` (step 0's
+// offset) and `state`, dL/du after the segment in `carried`, as ForwardSeries; adds their terms
+// of the parameter sums into `sums`. delta is dL/du_t in total; step t + 1's use of (u_t, o_t)
+// is accounted for at step t, so each step reads only u_t (and recomputes o_t from it).
 template <typename V, int kParts, typename F, int kSurrogate, bool kGainPerElement>
 GLIF_INLINE void BackwardSeries(const Layout& s, const BackwardBuffers<F>& b, F width, const RunCoefficients<F>& c,
                                 int64_t k, int64_t at, int64_t state, Steps steps, const Carried<F>& carried,
@@ -657,7 +658,8 @@ ForwardChunkFunction<F> ForwardChunkAt(Isa isa) {
 
 template <typename F>
 ForwardChunkFunction<F> ForwardChunkFor(bool keep_membranes, bool gain_per_element, Isa isa) {
-  if (keep_membranes) return gain_per_element ? ForwardChunkAt<F, true, true>(isa) : ForwardChunkAt<F, true, false>(isa);
+  if (keep_membranes)
+    return gain_per_element ? ForwardChunkAt<F, true, true>(isa) : ForwardChunkAt<F, true, false>(isa);
   return gain_per_element ? ForwardChunkAt<F, false, true>(isa) : ForwardChunkAt<F, false, false>(isa);
 }
 
