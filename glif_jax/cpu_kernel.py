@@ -1,9 +1,12 @@
 """The GLIF time loop as a compiled CPU kernel (``glif_jax/csrc/glif_cpu.cc``), differentiable.
 
-XLA:CPU runs the neuron's time loop as ``T`` passes over memory. The kernel instead runs all
-``T`` steps of a block of elements with the state in registers, forward and backward through
-time (one pass over memory; large outputs written with non-temporal stores), on XLA's own
-intra-op threads. It computes the recurrence of
+XLA:CPU runs the neuron's time loop as ``T`` passes over memory. The kernel instead runs the
+steps of a block of elements with the state in registers, forward and backward through time
+(one pass over memory; large outputs written with non-temporal stores), on XLA's own intra-op
+threads: a tile of neurons 16 steps at a time, so that long sequences stream as well as short
+ones, with wide layers cut into slabs of channels for the threads. A layer-wise (or LIF) input
+gain stays one value per step, and the input gain's gradient is computed only where a
+parameter needs it. It computes the recurrence of
 :func:`glif_jax.neuron.coefficients` term by term in order without fused multiply-adds, so its
 float32/float64 spikes and membranes are bit-identical to those equations evaluated in NumPy
 (XLA:CPU contracts some of them into FMAs: its membranes can differ in the last bit); gradients
@@ -130,7 +133,7 @@ def why_unsupported(spike_function: surrogate_lib.Surrogate, inputs_dtype: Any, 
 
 
 class _Packed(NamedTuple):
-    """The kernel's operands: coefficients ``[5, C]`` and per-step input gain ``[T, C]``."""
+    """The kernel's operands: coefficients ``[5, C]`` and input gain ``[T, 1]`` (one per step) or ``[T, C]``."""
 
     coefficients: jax.Array
     input_gain: jax.Array
@@ -142,8 +145,9 @@ def _pack(coeffs, time_steps: int, channels: int, dtype) -> _Packed:
         for value in (coeffs.decay, coeffs.reset_gate, coeffs.leak, coeffs.soft_reset, coeffs.threshold)
     ]
     gain = jnp.asarray(coeffs.input_gain, dtype)
-    gain = gain.reshape(time_steps, -1) if gain.ndim else gain.reshape(1, 1)
-    return _Packed(jnp.stack(per_channel), jnp.broadcast_to(gain, (time_steps, channels)))
+    if gain.ndim < 2:  # one gain per step for every element: not spread over the channels
+        return _Packed(jnp.stack(per_channel), jnp.broadcast_to(gain, (time_steps,)).reshape(time_steps, 1))
+    return _Packed(jnp.stack(per_channel), jnp.broadcast_to(gain.reshape(time_steps, -1), (time_steps, channels)))
 
 
 def _placeholder(dtype) -> jax.Array:
@@ -183,12 +187,15 @@ def _scan(spike_function, keep_membranes, zero_initial, packed, inputs, membrane
 
 
 def _scan_fwd(spike_function, keep_membranes, zero_initial, packed, inputs, membrane0, spike0):
+    # symbolic_zeros: every argument arrives wrapped with its `perturbed` bit; the inputs are
+    # kept for the backward only where the input gain's gradient is needed (their only use there)
+    gain_gradient = packed.input_gain.perturbed
     packed, inputs, membrane0, spike0 = jax.custom_derivatives.custom_vjp_primal_tree_values(
         (packed, inputs, membrane0, spike0)
     )
     spikes, membranes = _forward(True, zero_initial, packed, inputs, membrane0, spike0)
     outputs = (spikes, membranes if keep_membranes else _placeholder(inputs.dtype))
-    return outputs, (packed, inputs, membrane0, spike0, membranes)
+    return outputs, (packed, inputs if gain_gradient else None, membrane0, spike0, membranes)
 
 
 def _scan_bwd(spike_function, keep_membranes, zero_initial, residuals, cotangents):
@@ -196,12 +203,13 @@ def _scan_bwd(spike_function, keep_membranes, zero_initial, residuals, cotangent
     grad_spikes, grad_membranes = cotangents
     has_grad_spikes = not isinstance(grad_spikes, jax.custom_derivatives.SymbolicZero)
     has_grad_membranes = keep_membranes and not isinstance(grad_membranes, jax.custom_derivatives.SymbolicZero)
-    dtype = inputs.dtype
+    dtype = membranes.dtype
     out_types = tuple(jax.ShapeDtypeStruct(x.shape, dtype)
-                      for x in (inputs, packed.coefficients, packed.input_gain, membrane0, spike0))
+                      for x in (membranes, packed.coefficients, packed.input_gain, membrane0, spike0))
     call = jax.ffi.ffi_call(_BACKWARD, out_types, vmap_method="broadcast_all")
     grad_inputs, grad_coefficients, grad_gain, grad_membrane0, grad_spike0 = call(
-        inputs, membranes, packed.coefficients, packed.input_gain, membrane0, spike0,
+        _placeholder(dtype) if inputs is None else inputs, membranes, packed.coefficients, packed.input_gain,
+        membrane0, spike0,
         grad_spikes.astype(dtype) if has_grad_spikes else _placeholder(dtype),
         grad_membranes.astype(dtype) if has_grad_membranes else _placeholder(dtype),
         surrogate=np.int32(SURROGATES[spike_function.derivative]),
@@ -209,11 +217,12 @@ def _scan_bwd(spike_function, keep_membranes, zero_initial, residuals, cotangent
         has_grad_spikes=np.int32(has_grad_spikes),
         has_grad_membranes=np.int32(has_grad_membranes),
         zero_initial=np.int32(zero_initial),
+        gain_gradient=np.int32(inputs is not None),
     )
     if zero_initial:  # placeholders in, zeros out
         grad_membrane0, grad_spike0 = jnp.zeros_like(membrane0), jnp.zeros_like(spike0)
     grads = (_Packed(grad_coefficients, grad_gain), grad_inputs, grad_membrane0, grad_spike0)
-    return _vary(grads, _varying_axes(inputs, packed, membrane0, spike0))
+    return _vary(grads, _varying_axes(membranes, packed, membrane0, spike0))
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd, symbolic_zeros=True)

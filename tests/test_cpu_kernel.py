@@ -23,6 +23,7 @@ import pytest
 
 from glif_jax import cpu_kernel, neuron, surrogate
 from glif_jax.neuron import Coefficients, NeuronConfig, NeuronState, glif, glif_scan
+from tests import neuron_reference
 from tests.comparison import assert_bit_identical, assert_tree_close, leaf_differences
 
 pytestmark = pytest.mark.skipif(
@@ -71,11 +72,12 @@ import jax, jax.numpy as jnp, numpy as np
 from glif_jax import cpu_kernel, surrogate
 from glif_jax.neuron import NeuronState, glif_scan
 from tests.comparison import assert_tree_close, leaf_differences
-from tests.test_cpu_kernel import STREAMED_SHAPES, SHAPES, logits_for, numpy_recurrence, random_coefficients
+from tests.test_cpu_kernel import (LONG_SHAPES, STREAMED_SHAPES, SHAPES, logits_for, numpy_recurrence,
+                                   random_coefficients)
 
 assert cpu_kernel.isa() == {isa!r}, cpu_kernel.isa()
 rng = np.random.default_rng(8)
-for time_steps, step_shape in [*SHAPES, STREAMED_SHAPES[1]]:
+for time_steps, step_shape in [*SHAPES, STREAMED_SHAPES[1], *LONG_SHAPES]:
     c = random_coefficients(rng, time_steps, step_shape[-1], np.float32)
     x = rng.normal(0.4, 0.6, (time_steps, *step_shape)).astype(np.float32)
     membrane0 = rng.normal(0.3, 0.4, step_shape).astype(np.float32)
@@ -83,7 +85,7 @@ for time_steps, step_shape in [*SHAPES, STREAMED_SHAPES[1]]:
     want = numpy_recurrence(c, x, membrane0, spike0)
     got = cpu_kernel.scan(c, jnp.asarray(x), (membrane0, spike0), surrogate.get("rectangular"))
     assert_tree_close(tuple(got), want)
-    if (time_steps, step_shape) not in (SHAPES[5], STREAMED_SHAPES[1]):
+    if (time_steps, step_shape) not in (SHAPES[5], STREAMED_SHAPES[1], LONG_SHAPES[1]):
         continue
     params = logits_for(rng, time_steps, step_shape[-1])
     g = rng.normal(size=x.shape).astype(np.float32)
@@ -251,6 +253,70 @@ def test_float64_gradients_of_large_problems_match_xla_path(time_steps, step_sha
         assert {leaf.dtype for leaf in jax.tree.leaves(got)} == {np.dtype(np.float64)}
         differences = leaf_differences(got, want)  # each leaf relative to its own largest expected value
         assert max(differences.values()) <= 1e-11, differences
+
+
+# Longer than one segment of the kernel's time loop (16 steps), whole or not: a Linear layer's
+# single row of wide channels (cut into slabs, the last one ending mid-line), a few narrow rows, and
+# many rows of wide channels (slabs and groups of rows)
+LONG_SHAPES = [(40, (1, 1030)), (33, (3, 5, 7)), (20, (40, 520))]
+
+
+@pytest.mark.parametrize("time_steps,step_shape", LONG_SHAPES)
+@pytest.mark.parametrize("gain", ["per element", "per step", "one"])
+def test_long_and_wide_bit_identical_to_numpy_recurrence(time_steps, step_shape, gain):
+    """Float32 spikes and membranes of long series, with an input gain per element ([T, C]),
+    per step ([T]: layer-wise GLIF) or one for all ([]: LIF)."""
+    rng = np.random.default_rng(time_steps)
+    c = random_coefficients(rng, time_steps, step_shape[-1], np.float32)
+    if gain != "per element":
+        c = c._replace(input_gain=c.input_gain[:, 0] if gain == "per step" else np.float32(0.7))
+    x = rng.normal(0.4, 0.6, (time_steps, *step_shape)).astype(np.float32)
+    membrane0 = rng.normal(0.3, 0.4, step_shape).astype(np.float32)
+    spike0 = (rng.uniform(size=step_shape) > 0.5).astype(np.float32)
+    per_step = c._replace(input_gain=np.broadcast_to(c.input_gain, (time_steps,)) if gain == "one" else c.input_gain)
+    want = numpy_recurrence(per_step, x, membrane0, spike0)
+    assert 0 < want[0].mean() < 1
+    got = jax.jit(lambda c, x, initial: cpu_kernel.scan(c, x, initial, surrogate.get("rectangular")))(
+        c, x, (membrane0, spike0))
+    assert_tree_close(tuple(got), want)
+
+
+NEURONS = {  # name: (kind, layer-wise, static gates and primitives); LIF's input gain is a constant
+    "glif channel-wise": ("glif", False, False),
+    "glif layer-wise": ("glif", True, False),
+    "lif": ("lif", True, False),
+    "glif, static parameters": ("glif", False, True),  # a [T, C] input gain without a gradient
+}
+
+
+@pytest.mark.parametrize("time_steps,step_shape", LONG_SHAPES)
+@pytest.mark.parametrize("neuron_name", list(NEURONS))
+def test_long_and_wide_float64_gradients_match_reference(time_steps, step_shape, neuron_name):
+    """Every gradient of long series in float64 (sigmoid surrogate: the kernel's own exp) against
+    the independent reference, for each kind of input gain, with and without its gradient."""
+    kind, layer_wise, static = NEURONS[neuron_name]
+    rng = np.random.default_rng(len(step_shape) + time_steps)
+    logits = {name: value.astype(np.float64) for name, value in logits_for(rng, time_steps, step_shape[-1]).items()
+              if name in neuron.KIND_PARAM_NAMES[kind]}
+    if layer_wise:
+        logits = {name: value[:, 0] if name == "cond" else value[0] for name, value in logits.items()}
+    x = rng.normal(0.4, 0.8, (time_steps, *step_shape))
+    membrane0, spike0 = rng.normal(0.2, 0.3, step_shape), (rng.uniform(size=step_shape) > 0.5) * 1.0
+    grad_spikes, grad_membranes = rng.normal(size=x.shape), rng.normal(size=x.shape)
+    options = {"kind": kind, "static_gates": static, "static_primitives": static, "surrogate": "sigmoid",
+               "surrogate_width": 4.0}
+
+    def loss(params, x, initial):
+        spikes, membranes, _ = glif_scan(params, x, initial, implementation="kernel", **options)
+        return jnp.sum(spikes * grad_spikes) + jnp.sum(membranes * grad_membranes)
+
+    with jax.enable_x64(True):
+        got = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(logits, x, NeuronState(membrane0, spike0))
+    want_logits, want_inputs, want_membrane0, want_spike0 = neuron_reference.backward(
+        logits, x, grad_spikes, grad_membranes, kind, static_gates=static, static_primitives=static,
+        surrogate="sigmoid", width=4.0, u0=membrane0, o0=spike0)
+    want = (want_logits, want_inputs, NeuronState(want_membrane0, want_spike0))
+    assert_tree_close(got, want, rtol=1e-9, atol=1e-9 * max(np.max(np.abs(leaf)) for leaf in jax.tree.leaves(want)))
 
 
 def test_vmap_over_parameters_and_inputs_equals_loop():
