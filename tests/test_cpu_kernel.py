@@ -297,7 +297,7 @@ def test_long_and_wide_float64_gradients_match_reference(time_steps, step_shape,
     kind, layer_wise, static = NEURONS[neuron_name]
     rng = np.random.default_rng(len(step_shape) + time_steps)
     logits = {name: value.astype(np.float64) for name, value in logits_for(rng, time_steps, step_shape[-1]).items()
-              if name in neuron.KIND_PARAM_NAMES[kind]}
+              if name in neuron_reference.KIND_NAMES[kind]}
     if layer_wise:
         logits = {name: value[:, 0] if name == "cond" else value[0] for name, value in logits.items()}
     x = rng.normal(0.4, 0.8, (time_steps, *step_shape))
