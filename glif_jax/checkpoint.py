@@ -405,13 +405,11 @@ def describe_difference(saved: set[str], expected: set[str]) -> str | None:
 
 
 def _neuron_named_by(names: set[str]) -> str | None:
-    """The registered neuron whose parameter names are exactly ``names``."""
-    from glif_jax import neurons
+    """The registered neuron whose parameter names are exactly ``names`` (None if none or several)."""
+    from glif_jax.neurons import scopes
 
-    for name in neurons.names():
-        if set(neurons.get(name).param_names) == names and names:
-            return name
-    return None
+    found = scopes.match(dict.fromkeys(names, 0))
+    return found.name if found is not None else None
 
 
 def _json_ready(meta: Mapping[str, Any]) -> dict:

@@ -81,15 +81,16 @@ def _neuron_defaults() -> dict[str, Any]:
     return json.loads(json.dumps(defaults))
 
 
-def _added_at_its_default(key: str, old: Any, new: Any) -> bool:
-    return old == _ABSENT and key.startswith("model.neuron.") and _neuron_defaults().get(key, _ABSENT) == new
-
-
 def trajectory_changes(changed: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
     """The entries of ``changed`` that alter the training trajectory (not a neuron key that the
     saved config of an earlier version lacks and the current one has at its default)."""
+    defaults = _neuron_defaults()
+
+    def added_at_its_default(key: str, old: Any, new: Any) -> bool:
+        return old == _ABSENT and defaults.get(key, _ABSENT) == new
+
     return {key: values for key, values in changed.items()
-            if not is_harmless(key) and not _added_at_its_default(key, *values)}
+            if not is_harmless(key) and not added_at_its_default(key, *values)}
 
 
 def describe(changed: dict[str, tuple[Any, Any]]) -> str:

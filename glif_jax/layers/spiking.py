@@ -149,10 +149,4 @@ def neuron_values(params: Mapping[str, Any], prefix: str = "", neuron: Any = Non
     (of ``neuron`` if given, else of any registered neuron).
     """
     return {"/".join(part for part in (prefix, path) if part) or "glif": scopes.constrain(layer, found)
-            for path, (layer, found) in _scopes_with_neurons(params, neuron).items()}
-
-
-def _scopes_with_neurons(params: Any, neuron: Any) -> dict[str, tuple[Mapping[str, Any], Neuron]]:
-    found: dict[str, tuple[Mapping[str, Any], Neuron]] = {}
-    scopes.map_scopes(lambda path, matched, layer: found.setdefault(path, (layer, matched)), params, neuron)
-    return found
+            for path, (layer, found) in scopes.find(params, neuron).items()}

@@ -199,16 +199,17 @@ def scan(params: Params, inputs: jax.Array, config: NeuronConfig, initial: Any =
     neuron = config.neuron
     check_params(neuron, params, inputs)
     dtype = config.state_dtype_for(inputs.dtype)
-    given = initial is not None
-    start = initial_like(neuron, inputs, initial, dtype)
+    start = None if initial is None else initial_like(neuron, inputs, initial, dtype)
     values = constrained_values(neuron, params, config, dtype)
     with using_surrogate(config.spike_function):
         if neuron.fast_scan is not None and config.implementation != "autodiff":
-            result = neuron.fast_scan(values, inputs, start if given else None, config, keep_states)
+            result = neuron.fast_scan(values, inputs, start, config, keep_states)   # None: the neuron's zeros
             if result is not None:
                 spikes, states = result
                 final = None if states is None else jax.tree.map(lambda leaf: leaf[-1], states)
                 return spikes, states, final
+        if start is None:
+            start = initial_like(neuron, inputs, None, dtype)
         return _library_scan(neuron, values, inputs, start, config, keep_states)
 
 

@@ -55,19 +55,22 @@ def map_scopes(function: Callable[[str, Neuron, Mapping[str, Any]], Any], tree: 
     return tree
 
 
-def neuron_scopes(tree: Any, neuron: NeuronLike = None) -> dict[str, Mapping[str, Any]]:
-    """Every neuron layer's parameters inside ``tree``, ``{path: params}`` in the tree's order
+def find(tree: Any, neuron: NeuronLike = None) -> dict[str, tuple[Mapping[str, Any], Neuron]]:
+    """``{path: (params, neuron)}`` for every neuron layer inside ``tree``, in the tree's order
     (paths join keys with ``/``: ``"stage1_block1/neuron1"``; ``""`` when ``tree`` is one layer's)."""
-    found: dict[str, Mapping[str, Any]] = {}
-    map_scopes(lambda path, _, params: found.setdefault(path, params), tree, neuron)
+    found: dict[str, tuple[Mapping[str, Any], Neuron]] = {}
+    map_scopes(lambda path, matched, params: found.setdefault(path, (params, matched)), tree, neuron)
     return found
+
+
+def neuron_scopes(tree: Any, neuron: NeuronLike = None) -> dict[str, Mapping[str, Any]]:
+    """Every neuron layer's parameters inside ``tree``, ``{path: params}`` (see :func:`find`)."""
+    return {path: params for path, (params, _) in find(tree, neuron).items()}
 
 
 def scope_neurons(tree: Any, neuron: NeuronLike = None) -> dict[str, Neuron]:
-    """``{path: neuron}`` for every neuron scope of ``tree`` (see :func:`neuron_scopes`)."""
-    found: dict[str, Neuron] = {}
-    map_scopes(lambda path, matched, _: found.setdefault(path, matched), tree, neuron)
-    return found
+    """``{path: neuron}`` for every neuron scope of ``tree`` (see :func:`find`)."""
+    return {path: matched for path, (_, matched) in find(tree, neuron).items()}
 
 
 def constrain(params: Mapping[str, Any], neuron: Neuron) -> dict[str, jax.Array]:
